@@ -1,0 +1,150 @@
+/*
+ * fattn: fused attention for TensorRT, PyTorch and C programs.
+ *
+ * The one public header of libfattn. Semantics (docs/DESIGN.md):
+ *
+ *   O[b,s,h,:] = softmax(scale * Q[b,s,h,:] . K[b,t,g,:]^T + mask) . V[b,t,g,:]
+ *
+ * with g = h / (heads_q / heads_kv) (GQA; MQA when heads_kv == 1), scale = 1/sqrt(head_dim)
+ * when the given scale is 0, fp32 accumulation. Causal masking is bottom-right aligned: query i
+ * sees keys t <= i + seqlen_kv - seqlen_q; a query row that sees no key outputs zeros (and its
+ * log-sum-exp is -INFINITY).
+ *
+ * Every entry point validates all of its parameters before touching memory. On failure it returns
+ * a non-zero status, writes nothing to the outputs, and leaves a thread-local message naming the
+ * offending field and value, readable with fattn_last_error().
+ */
+#ifndef FATTN_H
+#define FATTN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FATTN_VERSION_MAJOR 0
+#define FATTN_VERSION_MINOR 1
+#define FATTN_VERSION_PATCH 0
+
+#if defined(_WIN32)
+#define FATTN_API
+#else
+#define FATTN_API __attribute__((visibility("default")))
+#endif
+
+typedef enum fattn_status {
+    FATTN_OK = 0,
+    FATTN_ERR_INVALID_ARGUMENT = 1, /* a parameter is out of its domain */
+    FATTN_ERR_UNSUPPORTED = 2,      /* valid, but no kernel on this path serves it */
+    FATTN_ERR_CUDA = 3,             /* the CUDA runtime or driver reported an error */
+    FATTN_ERR_OUT_OF_MEMORY = 4,    /* a host allocation failed */
+    FATTN_ERR_WORKSPACE = 5         /* the caller's workspace is smaller than required */
+} fattn_status;
+
+typedef enum fattn_dtype {
+    FATTN_DTYPE_F32 = 0,
+    FATTN_DTYPE_F16 = 1,
+    FATTN_DTYPE_BF16 = 2
+} fattn_dtype;
+
+typedef enum fattn_mode {
+    FATTN_MODE_NATIVE = 0, /* attention computed in the input precision */
+    FATTN_MODE_FP8 = 1     /* Q, K, V quantised to e4m3 inside the kernel; I/O stays in dtype */
+} fattn_mode;
+
+/*
+ * A strided 4-D view [batch, seq, heads, head_dim] with the head dimension contiguous.
+ * Strides are in elements. BSHD, BHSD and packed QKV (B,S,3,H,D) are all such views.
+ */
+typedef struct fattn_tensor {
+    void *data;
+    int64_t stride_batch;
+    int64_t stride_seq;
+    int64_t stride_head;
+} fattn_tensor;
+
+typedef struct fattn_params {
+    int64_t batch;
+    int64_t seqlen_q;
+    int64_t seqlen_kv;
+    int64_t heads_q;
+    int64_t heads_kv;
+    int64_t head_dim;
+    fattn_dtype dtype; /* of q, k, v and o alike */
+    fattn_mode mode;
+    int causal;  /* 0 or 1 */
+    float scale; /* 0 selects 1/sqrt(head_dim) */
+    fattn_tensor q, k, v; /* read only */
+    fattn_tensor o;       /* written; must not overlap itself or the inputs */
+    float *lse;           /* optional: fp32 [batch, heads_q, seqlen_q], contiguous; NULL to skip */
+} fattn_params;
+
+/* Name of a status code ("FATTN_ERR_UNSUPPORTED"); "FATTN_STATUS_UNKNOWN" for others. */
+FATTN_API const char *fattn_status_name(fattn_status status);
+
+/* The calling thread's message for the last failed call; "" when none has failed. */
+FATTN_API const char *fattn_last_error(void);
+
+/* Name of a dtype ("bf16"), or "unknown". */
+FATTN_API const char *fattn_dtype_name(fattn_dtype dtype);
+
+/* Bytes per element of a dtype, or 0 for an invalid one. */
+FATTN_API size_t fattn_dtype_size(fattn_dtype dtype);
+
+/* Version as MAJOR*10000 + MINOR*100 + PATCH, and as a string. */
+FATTN_API int fattn_version(void);
+FATTN_API const char *fattn_version_string(void);
+
+/*
+ * Checks every parameter against the semantics above (shapes, enums, head-count ratio, strides,
+ * non-null pointers, output non-overlap). Touches no tensor memory.
+ */
+FATTN_API fattn_status fattn_validate(const fattn_params *params);
+
+/*
+ * Fills params' sizes, dtype and strides for contiguous BSHD tensors at the given pointers,
+ * with mode NATIVE, scale 0, causal 0 and no LSE. A convenience for tests and demos.
+ */
+FATTN_API void fattn_params_bshd(fattn_params *params, int64_t batch, int64_t seqlen_q,
+                                 int64_t seqlen_kv, int64_t heads_q, int64_t heads_kv,
+                                 int64_t head_dim, fattn_dtype dtype, void *q, void *k, void *v,
+                                 void *o);
+
+/*
+ * CPU forward, multithreaded over batch x head x query blocks. num_threads 0 picks the number of
+ * online processors. Exact to fp32 rounding; it is also the reference GPU kernels are held to.
+ * FATTN_MODE_FP8 returns FATTN_ERR_UNSUPPORTED on the CPU.
+ */
+FATTN_API fattn_status fattn_cpu_forward(const fattn_params *params, int num_threads);
+
+/* cudaStream_t without including CUDA's headers: both name struct CUstream_st *. */
+struct CUstream_st;
+
+/*
+ * Device workspace the CUDA forward needs for these parameters (0 when none). Tensor pointers
+ * are not read, so this may be called with NULL data (e.g. for a profile's maximum shapes).
+ */
+FATTN_API fattn_status fattn_cuda_workspace_size(const fattn_params *params, size_t *bytes);
+
+/*
+ * Whether the CUDA forward has a kernel for these parameters on the current device, without
+ * launching anything: FATTN_OK, FATTN_ERR_UNSUPPORTED (message says why), or a validation error.
+ * Tensor pointers are checked only for the alignment the kernels need.
+ */
+FATTN_API fattn_status fattn_cuda_supported(const fattn_params *params);
+
+/*
+ * CUDA forward on the given stream (NULL is the legacy default stream). Tensors are device
+ * pointers. Enqueues work only: no allocation, no synchronisation, safe under CUDA graph capture.
+ * Builds without CUDA return FATTN_ERR_UNSUPPORTED.
+ */
+FATTN_API fattn_status fattn_cuda_forward(const fattn_params *params, void *workspace,
+                                          size_t workspace_bytes, struct CUstream_st *stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FATTN_H */
