@@ -1,0 +1,26 @@
+/* The FA3-class Hopper (sm90a) forward: entry points used by the CUDA dispatcher (src/cuda/forward.cu).
+ * C-style and C-callable; the dispatcher falls back to the portable kernel whenever
+ * fattn_hopper_supported says FATTN_ERR_UNSUPPORTED. */
+#ifndef FATTN_HOPPER_H
+#define FATTN_HOPPER_H
+
+#include <cuda_runtime.h>
+
+#include "fattn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* FATTN_OK when the Hopper kernel serves these (already validated) parameters on the current device,
+ * else FATTN_ERR_UNSUPPORTED with a message saying why (dtype, head dim, alignment, architecture). */
+fattn_status fattn_hopper_supported(const fattn_params *p);
+
+/* Enqueues the Hopper forward on stream. Callers check fattn_hopper_supported first. */
+fattn_status fattn_hopper_forward(const fattn_params *p, cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
