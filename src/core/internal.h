@@ -21,6 +21,14 @@ fattn_status fattn_fail(fattn_status status, const char *fmt, ...) FATTN_PRINTF(
 /* Empties this thread's message; entry points call it on success. */
 void fattn_clear_error(void);
 
+/* The largest head_dim any path accepts. */
+#define FATTN_HEAD_DIM_MAX 256
+
+/* fattn_validate without the pointer checks (non-null, alignment, overlap between buffers): for
+ * queries that take sizes only, such as fattn_cuda_workspace_size. The output's self-overlap is
+ * a stride rule and is checked here. */
+fattn_status fattn_validate_shape(const fattn_params *params);
+
 /* 1/sqrt(head_dim) when params->scale is 0, else params->scale. */
 float fattn_effective_scale(const fattn_params *params);
 

@@ -1,0 +1,34 @@
+/* The CUDA entry points of a build without CUDA: they validate, then say why they cannot run. */
+#include "internal.h"
+
+#define NO_CUDA_MESSAGE "this build of libfattn has no CUDA support (built without nvcc)"
+
+fattn_status fattn_cuda_workspace_size(const fattn_params *params, size_t *bytes)
+{
+    if (!bytes)
+        return fattn_fail(FATTN_ERR_INVALID_ARGUMENT, "bytes is NULL");
+    fattn_status st = fattn_validate_shape(params);
+    if (st)
+        return st;
+    return fattn_fail(FATTN_ERR_UNSUPPORTED, NO_CUDA_MESSAGE);
+}
+
+fattn_status fattn_cuda_supported(const fattn_params *params)
+{
+    fattn_status st = fattn_validate_shape(params);
+    if (st)
+        return st;
+    return fattn_fail(FATTN_ERR_UNSUPPORTED, NO_CUDA_MESSAGE);
+}
+
+fattn_status fattn_cuda_forward(const fattn_params *params, void *workspace,
+                                size_t workspace_bytes, struct CUstream_st *stream)
+{
+    (void)workspace;
+    (void)workspace_bytes;
+    (void)stream;
+    fattn_status st = fattn_validate(params);
+    if (st)
+        return st;
+    return fattn_fail(FATTN_ERR_UNSUPPORTED, NO_CUDA_MESSAGE);
+}

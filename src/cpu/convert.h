@@ -1,0 +1,65 @@
+/* fp16/bf16 <-> fp32 conversions, round-to-nearest-even, branch-free enough to vectorise. */
+#ifndef FATTN_CPU_CONVERT_H
+#define FATTN_CPU_CONVERT_H
+
+#include <stdint.h>
+#include <string.h>
+
+static inline float fattn_bits_to_f32(uint32_t bits)
+{
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static inline uint32_t fattn_f32_to_bits(float f)
+{
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    return bits;
+}
+
+static inline float fattn_bf16_to_f32(uint16_t h)
+{
+    return fattn_bits_to_f32((uint32_t)h << 16);
+}
+
+static inline uint16_t fattn_f32_to_bf16(float f)
+{
+    uint32_t x = fattn_f32_to_bits(f);
+    uint32_t rounded = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
+    /* A NaN keeps its sign and becomes quiet; rounding could otherwise carry it into Inf. */
+    uint32_t nan = (x >> 16) | 0x40u;
+    return (uint16_t)((x & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
+}
+
+static inline float fattn_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t em = h & 0x7fffu;
+    /* Shifting exponent+mantissa into place and multiplying by 2^(127-15) rebiases normals and
+     * normalises subnormals exactly; Inf and NaN need their exponent forced to all ones. */
+    float finite = fattn_bits_to_f32(em << 13) * 0x1p112f;
+    uint32_t special = 0x7f800000u | (em << 13);
+    uint32_t mag = em >= 0x7c00u ? special : fattn_f32_to_bits(finite);
+    return fattn_bits_to_f32(mag | sign);
+}
+
+static inline uint16_t fattn_f32_to_f16(float f)
+{
+    uint32_t x = fattn_f32_to_bits(f);
+    uint32_t sign = (x >> 16) & 0x8000u;
+    uint32_t a = x & 0x7fffffffu;
+    uint32_t h;
+    if (a > 0x7f800000u)
+        h = 0x7e00u;
+    else if (a >= 0x477ff000u) /* 65520 and above round to Inf */
+        h = 0x7c00u;
+    else if (a >= 0x38800000u) /* fp16 normals: rebias by 127-15, round on the dropped 13 bits */
+        h = (a - 0x38000000u + 0xfffu + ((a >> 13) & 1u)) >> 13;
+    else /* subnormals and zero: adding 0.5 lines the value up on fp16's 2^-24 grid, RNE */
+        h = fattn_f32_to_bits(fattn_bits_to_f32(a) + 0.5f) - 0x3f000000u;
+    return (uint16_t)(h | sign);
+}
+
+#endif

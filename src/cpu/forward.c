@@ -1,0 +1,173 @@
+/* fattn_cpu_forward: validation, planning, per-thread scratch, threads and ISA dispatch. */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cpu.h"
+
+static size_t scratch_floats(const fattn_cpu_plan *plan, size_t counts[9])
+{
+    size_t bq = (size_t)plan->block_q, dp = (size_t)plan->dim_padded;
+    size_t d = (size_t)plan->p.head_dim;
+    size_t sizes[9] = {d * bq, FATTN_CPU_BLOCK_KV * dp, FATTN_CPU_BLOCK_KV * dp,
+                       FATTN_CPU_BLOCK_KV * bq, bq * dp, bq, bq, bq, dp};
+    size_t total = 0;
+    for (int i = 0; i < 9; i++) {
+        /* Each tile starts on a 64-byte boundary. */
+        counts[i] = (sizes[i] + 15) / 16 * 16;
+        total += counts[i];
+    }
+    return total;
+}
+
+static float *scratch_alloc(const fattn_cpu_plan *plan, fattn_cpu_scratch *ws)
+{
+    size_t counts[9];
+    size_t total = scratch_floats(plan, counts);
+    float *base = aligned_alloc(64, total * sizeof(float));
+    if (!base)
+        return NULL;
+    /* Zero once: padding lanes of the tiles are read by the micro-kernels and must be finite. */
+    memset(base, 0, total * sizeof(float));
+    float **slots[9] = {&ws->q_t, &ws->k, &ws->v, &ws->s_t, &ws->acc,
+                        &ws->m,   &ws->l, &ws->alpha, &ws->row};
+    float *at = base;
+    for (int i = 0; i < 9; i++) {
+        *slots[i] = at;
+        at += counts[i];
+    }
+    return base;
+}
+
+typedef struct worker {
+    pthread_t thread;
+    const fattn_cpu_plan *plan;
+    fattn_cpu_scratch ws;
+    float *memory;
+    fattn_cpu_item_fn fn;
+    atomic_llong *next;
+    int64_t items;
+} worker;
+
+static void *worker_run(void *arg)
+{
+    worker *w = arg;
+    for (;;) {
+        int64_t i = atomic_fetch_add(w->next, 1);
+        if (i >= w->items)
+            break;
+        /* Hand out the latest query blocks first: under causal masking they are the longest. */
+        int64_t qb = w->plan->q_blocks - 1 - i % w->plan->q_blocks;
+        w->fn(w->plan, &w->ws, i - i % w->plan->q_blocks + qb);
+    }
+    return NULL;
+}
+
+static int cpu_has(const char *feature)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    if (!strcmp(feature, "avx512"))
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+    if (!strcmp(feature, "avx2"))
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    (void)feature;
+    return 0;
+}
+
+/* The widest variant this build has and this CPU runs; FATTN_CPU_ISA=generic|avx2|avx512 caps it
+ * (for tests that cover every variant on one machine). */
+static fattn_cpu_item_fn pick_kernel(void)
+{
+    const char *cap = getenv("FATTN_CPU_ISA");
+    int allow_avx512 = !cap || !strcmp(cap, "avx512");
+    int allow_avx2 = allow_avx512 || !strcmp(cap, "avx2");
+#ifdef FATTN_CPU_HAVE_AVX512
+    if (allow_avx512 && cpu_has("avx512"))
+        return fattn_cpu_item_avx512;
+#endif
+#ifdef FATTN_CPU_HAVE_AVX2
+    if (allow_avx2 && cpu_has("avx2"))
+        return fattn_cpu_item_avx2;
+#endif
+    (void)allow_avx2;
+    (void)cpu_has;
+    return fattn_cpu_item_generic;
+}
+
+fattn_status fattn_cpu_forward(const fattn_params *params, int num_threads)
+{
+    fattn_status st = fattn_validate(params);
+    if (st)
+        return st;
+    if (params->mode == FATTN_MODE_FP8)
+        return fattn_fail(FATTN_ERR_UNSUPPORTED,
+                          "mode (%d, FATTN_MODE_FP8) is not supported by the CPU forward",
+                          (int)params->mode);
+    if (num_threads < 0)
+        return fattn_fail(FATTN_ERR_INVALID_ARGUMENT, "num_threads (%d) must not be negative",
+                          num_threads);
+
+    fattn_cpu_plan plan;
+    plan.p = *params;
+    plan.group = params->heads_q / params->heads_kv;
+    plan.dim_padded = (params->head_dim + FATTN_CPU_DIM_ALIGN - 1) / FATTN_CPU_DIM_ALIGN *
+                      FATTN_CPU_DIM_ALIGN;
+    /* 256 query rows share each converted key/value block; halved for wide heads so one
+     * thread's tiles stay within a typical 1-2 MiB L2. */
+    plan.block_q = params->head_dim > 128 ? 128 : 256;
+    plan.q_blocks = (params->seqlen_q + plan.block_q - 1) / plan.block_q;
+    plan.kv_shift = params->seqlen_kv - params->seqlen_q;
+    plan.scale_log2 = (float)((double)fattn_effective_scale(params) * 1.4426950408889634);
+
+    int64_t items = params->batch * params->heads_q * plan.q_blocks;
+    int64_t threads = num_threads ? num_threads : sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads < 1)
+        threads = 1;
+    if (threads > items)
+        threads = items;
+
+    worker *workers = calloc((size_t)threads, sizeof *workers);
+    if (!workers)
+        return fattn_fail(FATTN_ERR_OUT_OF_MEMORY, "cannot allocate %" PRId64 " worker records",
+                          threads);
+    atomic_llong next = 0;
+    fattn_cpu_item_fn fn = pick_kernel();
+    for (int64_t t = 0; t < threads; t++) {
+        worker *w = &workers[t];
+        w->plan = &plan;
+        w->fn = fn;
+        w->next = &next;
+        w->items = items;
+        w->memory = scratch_alloc(&plan, &w->ws);
+        if (!w->memory) {
+            for (int64_t u = 0; u < t; u++)
+                free(workers[u].memory);
+            free(workers);
+            return fattn_fail(FATTN_ERR_OUT_OF_MEMORY,
+                              "cannot allocate CPU scratch for thread %" PRId64 " of %" PRId64,
+                              t, threads);
+        }
+    }
+
+    /* A thread that cannot be started just leaves its share to the others. */
+    int64_t started = 1;
+    for (int64_t t = 1; t < threads; t++) {
+        if (pthread_create(&workers[t].thread, NULL, worker_run, &workers[t]) != 0)
+            break;
+        started++;
+    }
+    worker_run(&workers[0]);
+    for (int64_t t = 1; t < started; t++)
+        pthread_join(workers[t].thread, NULL);
+    for (int64_t t = 0; t < threads; t++)
+        free(workers[t].memory);
+    free(workers);
+    fattn_clear_error();
+    return FATTN_OK;
+}
