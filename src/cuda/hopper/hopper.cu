@@ -1,17 +1,185 @@
-/* Host side of the Hopper forward. Not yet implemented: every request is reported unsupported so
- * the dispatcher uses the portable kernel. */
-#include "hopper.h"
+/* Host side of the Hopper forward: support checks, tensor maps, tile configuration, launch. */
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <math.h>
 
 #include "../../core/internal.h"
+#include "hopper.h"
+#include "kernel.cuh"
+
+/* Tile configuration per head dim. NWG consumer warpgroups of 64 query rows each; BN keys per
+ * stage; STAGES deep. Each fits the register split of kernel.cuh (O takes D/2 fp32 registers, S
+ * takes BN/2) and the 227 KB of shared memory. */
+#define CFG64_NWG 3
+#define CFG64_BN 128
+#define CFG64_STAGES 2
+#define CFG128_NWG 2
+#define CFG128_BN 128
+#define CFG128_STAGES 2
+#define CFG256_NWG 2
+#define CFG256_BN 64
+#define CFG256_STAGES 2
+
+static int rows_per_cta(int64_t head_dim)
+{
+    int nwg = head_dim == 64 ? CFG64_NWG : head_dim == 128 ? CFG128_NWG : CFG256_NWG;
+    return nwg * HOPPER_WG_ROWS;
+}
+
+static const int64_t TMA_STRIDE_LIMIT = (int64_t)1 << 40;
+
+/* TMA reads a tensor through a map whose base and strides must be 16-byte multiples. A stride of
+ * a dimension of extent 1 is never used, so it is not held to that. */
+static fattn_status check_tensor(const char *name, const fattn_tensor *t, int64_t seqlen, int64_t heads,
+                                 int64_t batch, size_t elem)
+{
+    if ((uintptr_t)t->data % 16 != 0)
+        return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: %s.data (%p) is not 16-byte aligned", name,
+                          t->data);
+    const struct {
+        const char *field;
+        int64_t stride, extent;
+    } dims[3] = {{"stride_seq", t->stride_seq, seqlen}, {"stride_head", t->stride_head, heads},
+                 {"stride_batch", t->stride_batch, batch}};
+    for (int i = 0; i < 3; ++i) {
+        if (dims[i].extent == 1) continue;
+        int64_t bytes = dims[i].stride * (int64_t)elem;
+        if (dims[i].stride <= 0 || bytes % 16 != 0 || bytes >= TMA_STRIDE_LIMIT)
+            return fattn_fail(FATTN_ERR_UNSUPPORTED,
+                              "Hopper kernel: %s.%s (%lld elements) is not a positive multiple of 16 bytes "
+                              "below 2^40 bytes, as TMA requires",
+                              name, dims[i].field, (long long)dims[i].stride);
+    }
+    return FATTN_OK;
+}
 
 extern "C" fattn_status fattn_hopper_supported(const fattn_params *p)
 {
-    (void)p;
-    return fattn_fail(FATTN_ERR_UNSUPPORTED, "the Hopper kernel is not built yet");
+    if (p->mode != FATTN_MODE_NATIVE)
+        return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: mode %d is not served (native only)", (int)p->mode);
+    if (p->dtype != FATTN_DTYPE_BF16 && p->dtype != FATTN_DTYPE_F16)
+        return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: dtype %s is not served (bf16, fp16 only)",
+                          fattn_dtype_name(p->dtype));
+    if (p->head_dim != 64 && p->head_dim != 128 && p->head_dim != 256)
+        return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: head_dim (%lld) is not 64, 128 or 256",
+                          (long long)p->head_dim);
+    float scale = fattn_effective_scale(p);
+    if (!(scale > 0.0f) || isinf(scale))
+        return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: scale (%g) is not positive and finite",
+                          (double)scale);
+    const int64_t int_max = 0x7fffffff;
+    int64_t m_blocks = (p->seqlen_q + rows_per_cta(p->head_dim) - 1) / rows_per_cta(p->head_dim);
+    if (p->seqlen_q > int_max || p->seqlen_kv > int_max || m_blocks * p->heads_q * p->batch > int_max)
+        return fattn_fail(FATTN_ERR_UNSUPPORTED,
+                          "Hopper kernel: seqlen_q (%lld), seqlen_kv (%lld) or the tile count exceed 2^31-1",
+                          (long long)p->seqlen_q, (long long)p->seqlen_kv);
+    const size_t elem = 2;
+    fattn_status st;
+    if ((st = check_tensor("q", &p->q, p->seqlen_q, p->heads_q, p->batch, elem)) != FATTN_OK) return st;
+    if ((st = check_tensor("k", &p->k, p->seqlen_kv, p->heads_kv, p->batch, elem)) != FATTN_OK) return st;
+    if ((st = check_tensor("v", &p->v, p->seqlen_kv, p->heads_kv, p->batch, elem)) != FATTN_OK) return st;
+    if ((st = check_tensor("o", &p->o, p->seqlen_q, p->heads_q, p->batch, elem)) != FATTN_OK) return st;
+
+    int dev = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+        cudaGetLastError();
+        return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: no CUDA device could be queried");
+    }
+    if (major != 9 || minor != 0)
+        return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: device %d is sm_%d%d, not sm_90", dev, major,
+                          minor);
+    return FATTN_OK;
+}
+
+typedef struct map_spec {
+    const fattn_tensor *t;
+    int64_t seqlen, heads;
+    int box_rows;
+} map_spec;
+
+static fattn_status encode_map(PFN_cuTensorMapEncodeTiled_v12000 encode, CUtensorMap *map, const fattn_params *p,
+                               const char *name, map_spec spec)
+{
+    const cuuint64_t elem = 2;
+    /* Unused strides (extent 1) still have to satisfy the encoder's alignment rule. */
+    cuuint64_t fallback = (cuuint64_t)p->head_dim * elem;
+    cuuint64_t dims[4] = {(cuuint64_t)p->head_dim, (cuuint64_t)spec.seqlen, (cuuint64_t)spec.heads,
+                          (cuuint64_t)p->batch};
+    cuuint64_t strides[3] = {spec.seqlen == 1 ? fallback : (cuuint64_t)spec.t->stride_seq * elem,
+                             spec.heads == 1 ? fallback : (cuuint64_t)spec.t->stride_head * elem,
+                             p->batch == 1 ? fallback : (cuuint64_t)spec.t->stride_batch * elem};
+    cuuint32_t box[4] = {64, (cuuint32_t)spec.box_rows, 1, 1};
+    cuuint32_t elem_strides[4] = {1, 1, 1, 1};
+    CUtensorMapDataType type =
+        p->dtype == FATTN_DTYPE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+    CUresult r = encode(map, type, 4, spec.t->data, dims, strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                        CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS)
+        return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: cuTensorMapEncodeTiled rejected %s (CUresult %d)",
+                          name, (int)r);
+    return FATTN_OK;
+}
+
+template <bool BF16, int D, int NWG, int BN, int STAGES, bool CAUSAL>
+static fattn_status launch(const hopper_args *args, int grid, cudaStream_t stream)
+{
+    const int smem = HOPPER_SMEM_BYTES(D, NWG, BN, STAGES);
+    void (*kernel)(hopper_args) = hopper_fwd_kernel<BF16, D, NWG, BN, STAGES, CAUSAL>;
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e == cudaSuccess) {
+        kernel<<<grid, (NWG + 1) * 128, smem, stream>>>(*args);
+        e = cudaGetLastError();
+    }
+    if (e != cudaSuccess)
+        return fattn_fail(FATTN_ERR_CUDA, "Hopper kernel (d%d) launch failed: %s", D, cudaGetErrorString(e));
+    return FATTN_OK;
+}
+
+template <bool BF16, bool CAUSAL>
+static fattn_status launch_dim(const fattn_params *p, const hopper_args *args, int grid, cudaStream_t stream)
+{
+    switch (p->head_dim) {
+    case 64: return launch<BF16, 64, CFG64_NWG, CFG64_BN, CFG64_STAGES, CAUSAL>(args, grid, stream);
+    case 128: return launch<BF16, 128, CFG128_NWG, CFG128_BN, CFG128_STAGES, CAUSAL>(args, grid, stream);
+    default: return launch<BF16, 256, CFG256_NWG, CFG256_BN, CFG256_STAGES, CAUSAL>(args, grid, stream);
+    }
 }
 
 extern "C" fattn_status fattn_hopper_forward(const fattn_params *p, cudaStream_t stream)
 {
-    (void)stream;
-    return fattn_hopper_supported(p);
+    fattn_status st = fattn_hopper_supported(p);
+    if (st != FATTN_OK) return st;
+
+    void *fn = NULL;
+    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess || fn == NULL) {
+        cudaGetLastError();
+        return fattn_fail(FATTN_ERR_CUDA, "Hopper kernel: the driver has no cuTensorMapEncodeTiled");
+    }
+    PFN_cuTensorMapEncodeTiled_v12000 encode = (PFN_cuTensorMapEncodeTiled_v12000)fn;
+
+    const int m_rows = rows_per_cta(p->head_dim);
+    const int bn = p->head_dim == 64 ? CFG64_BN : p->head_dim == 128 ? CFG128_BN : CFG256_BN;
+    hopper_args args;
+    if ((st = encode_map(encode, &args.q, p, "q", map_spec{&p->q, p->seqlen_q, p->heads_q, HOPPER_WG_ROWS})) ||
+        (st = encode_map(encode, &args.k, p, "k", map_spec{&p->k, p->seqlen_kv, p->heads_kv, bn})) ||
+        (st = encode_map(encode, &args.v, p, "v", map_spec{&p->v, p->seqlen_kv, p->heads_kv, bn})) ||
+        (st = encode_map(encode, &args.o, p, "o", map_spec{&p->o, p->seqlen_q, p->heads_q, HOPPER_WG_ROWS})))
+        return st;
+    args.lse = p->lse;
+    args.seqlen_q = (int)p->seqlen_q;
+    args.seqlen_kv = (int)p->seqlen_kv;
+    args.heads_q = (int)p->heads_q;
+    args.group = (int)(p->heads_q / p->heads_kv);
+    args.m_blocks = (int)((p->seqlen_q + m_rows - 1) / m_rows);
+    args.scale_log2 = fattn_effective_scale(p) * 1.4426950408889634f;
+    const int grid = args.m_blocks * (int)(p->heads_q * p->batch);
+
+    if (p->dtype == FATTN_DTYPE_BF16)
+        return p->causal ? launch_dim<true, true>(p, &args, grid, stream) : launch_dim<true, false>(p, &args, grid, stream);
+    return p->causal ? launch_dim<false, true>(p, &args, grid, stream) : launch_dim<false, false>(p, &args, grid, stream);
 }

@@ -1,0 +1,68 @@
+/* Consumer epilogue: normalise O by the row sums, write it into the warpgroup's (now free)
+ * Q tile in the swizzled layout, and store it with TMA, which clips rows past seqlen_q. The
+ * log-sum-exp goes straight from registers. */
+#ifndef FATTN_HOPPER_EPILOGUE_CUH
+#define FATTN_HOPPER_EPILOGUE_CUH
+
+#include <math.h>
+
+#include "config.cuh"
+#include "ptx.cuh"
+#include "scheduler.cuh"
+#include "softmax.cuh"
+
+/* Byte offset of element (row, col) in a swizzled 64-row tile: the 16-byte unit index inside a
+ * 128-byte row is XORed with row % 8. */
+static __device__ __forceinline__ uint32_t swizzled_offset(int row, int col)
+{
+    int chunk = col / 64, byte = (col % 64) * 2;
+    return (uint32_t)(chunk * HOPPER_WG_ROWS * HOPPER_ROW_BYTES + row * HOPPER_ROW_BYTES +
+                      (((byte >> 4) ^ (row & 7)) << 4) + (byte & 15));
+}
+
+/* wg: consumer index; tid: thread in the warpgroup; o_tile: the warpgroup's Q tile. */
+template <bool BF16, int D>
+static __device__ __forceinline__ void write_output(const hopper_args *a, const hopper_tile *t, int wg, int tid,
+                                                    float *o, const float *m, float *l, uint8_t *o_tile,
+                                                    uint32_t o_tile_addr)
+{
+    const int lane = tid % 32, r0 = 16 * (tid / 32) + lane / 4;
+    float inv[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        l[h] = quad_sum(l[h]);
+        inv[h] = l[h] > 0.0f ? 1.0f / l[h] : 0.0f;
+    }
+#pragma unroll
+    for (int g = 0; g < D / 8; ++g)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            int row = r0 + 8 * h, col = 8 * g + 2 * (lane % 4);
+            *(uint32_t *)(o_tile + swizzled_offset(row, col)) =
+                pack2<BF16>(o[4 * g + 2 * h] * inv[h], o[4 * g + 2 * h + 1] * inv[h]);
+        }
+    fence_proxy_async_smem();
+    named_bar_sync(1 + wg, 128);
+    const int row0 = t->m0 + wg * HOPPER_WG_ROWS;
+    if (tid == 0) {
+#pragma unroll
+        for (int c = 0; c < D / 64; ++c)
+            tma_store_4d(&a->o, o_tile_addr + c * HOPPER_WG_ROWS * HOPPER_ROW_BYTES, c * 64, row0, t->head,
+                         t->batch);
+        tma_store_commit();
+    }
+    if (a->lse != NULL && lane % 4 == 0) {
+        const float ln2 = 0.69314718055994531f;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            int row = row0 + r0 + 8 * h;
+            if (row < a->seqlen_q) {
+                float v = l[h] > 0.0f ? (m[h] * a->scale_log2 + log2f(l[h])) * ln2 : -INFINITY;
+                a->lse[((size_t)t->batch * a->heads_q + t->head) * a->seqlen_q + row] = v;
+            }
+        }
+    }
+    if (tid == 0) tma_store_wait_read();
+}
+
+#endif

@@ -1,0 +1,113 @@
+/* The Hopper forward kernel: warp-specialised, TMA-fed, wgmma-computed attention.
+ *
+ * Warpgroup 0 gives up registers and produces (load.cuh); warpgroups 1..NWG take them and each
+ * computes 64 query rows: S = Q K^T (wgmma, SS), online softmax in registers, O += P V (wgmma,
+ * RS, P never leaves registers), then the epilogue. */
+#ifndef FATTN_HOPPER_KERNEL_CUH
+#define FATTN_HOPPER_KERNEL_CUH
+
+#include "config.cuh"
+#include "epilogue.cuh"
+#include "load.cuh"
+#include "mma.cuh"
+#include "ptx.cuh"
+#include "scheduler.cuh"
+#include "softmax.cuh"
+
+/* Registers per thread after reallocation: the producer keeps the minimum, the consumers share
+ * the rest of the 64K-entry register file. */
+#define HOPPER_PRODUCER_REGS 24
+#define HOPPER_CONSUMER_REGS(NWG) ((NWG) == 2 ? 240 : 160)
+
+template <bool BF16, int D, int NWG, int BN, int STAGES, bool CAUSAL>
+static __device__ __forceinline__ void consume(const hopper_args *a, const hopper_tile *t, int wg, int tid,
+                                               uint8_t *smem, uint32_t smem_addr, uint32_t bars)
+{
+    const uint32_t q_full = bars, k_full = bars + 8 * NWG, k_empty = k_full + 8 * STAGES;
+    const uint32_t v_full = k_empty + 8 * STAGES, v_empty = v_full + 8 * STAGES;
+    const uint32_t q_tile = smem_addr + HOPPER_Q_OFF + wg * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D);
+    const uint32_t k_base = smem_addr + HOPPER_K_OFF(D, NWG);
+    const uint32_t v_base = k_base + STAGES * HOPPER_TILE_BYTES(BN, D);
+    const int lane = tid % 32;
+    const int row0 = t->m0 + wg * HOPPER_WG_ROWS + 16 * (tid / 32) + lane / 4;
+    const int shift = a->seqlen_kv - a->seqlen_q;
+
+    int last[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+        last[h] = CAUSAL ? min(a->seqlen_kv - 1, row0 + 8 * h + shift) : a->seqlen_kv - 1;
+    /* first key block with a column past the warpgroup's earliest last-visible key */
+    const int first_masked = CAUSAL ? min(a->seqlen_kv, max(0, t->m0 + wg * HOPPER_WG_ROWS + shift + 1)) / BN
+                                    : a->seqlen_kv / BN;
+
+    float o[D / 2];
+#pragma unroll
+    for (int i = 0; i < D / 2; ++i) o[i] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, alpha[2];
+    float s[BN / 2];
+    uint32_t p[BN / 4];
+
+    mbar_wait(q_full + 8 * wg, 0);
+    for (int j = 0; j < t->n_blocks; ++j) {
+        const int st = j % STAGES;
+        const uint32_t parity = (j / STAGES) & 1;
+        mbar_wait(k_full + 8 * st, parity);
+        issue_qk<BF16, D, BN>(s, q_tile, k_base + st * HOPPER_TILE_BYTES(BN, D));
+        wgmma_wait<0>();
+        fence_accum<BN / 2>(s);
+        if (lane == 0) mbar_arrive(k_empty + 8 * st);
+        if (j >= first_masked) mask_scores<BN>(s, j * BN + 2 * (lane % 4), last);
+        online_softmax<BN>(s, m, l, alpha, a->scale_log2);
+        rescale_rows<D>(o, alpha);
+        probs_to_a<BF16, BN>(s, p);
+        mbar_wait(v_full + 8 * st, parity);
+        issue_pv<BF16, D, BN>(o, p, v_base + st * HOPPER_TILE_BYTES(BN, D));
+        wgmma_wait<0>();
+        fence_accum<D / 2>(o);
+#pragma unroll
+        for (int i = 0; i < BN / 4; ++i) reg_fence_u32(p[i]);
+        if (lane == 0) mbar_arrive(v_empty + 8 * st);
+    }
+    write_output<BF16, D>(a, t, wg, tid, o, m, l, smem + HOPPER_Q_OFF + wg * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D),
+                          q_tile);
+}
+
+template <bool BF16, int D, int NWG, int BN, int STAGES, bool CAUSAL>
+__global__ void __launch_bounds__((NWG + 1) * 128, 1) hopper_fwd_kernel(const __grid_constant__ hopper_args args)
+{
+#if FATTN_HOPPER_ARCH
+    extern __shared__ uint8_t smem_raw[];
+    uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    const uint32_t smem_addr = smem_u32(smem);
+    const uint32_t bars = smem_addr + HOPPER_BAR_OFF(D, NWG, BN, STAGES);
+    const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
+    const hopper_tile t = tile_of_block<NWG * HOPPER_WG_ROWS, BN, CAUSAL>(&args, blockIdx.x);
+
+    if (threadIdx.x == 0) {
+        for (int w = 0; w < NWG; ++w) mbar_init(bars + 8 * w, 1);
+        for (int s = 0; s < STAGES; ++s) {
+            mbar_init(bars + 8 * (NWG + s), 1);                /* k_full: the producer's expect_tx */
+            mbar_init(bars + 8 * (NWG + STAGES + s), 4 * NWG);  /* k_empty: every consumer warp */
+            mbar_init(bars + 8 * (NWG + 2 * STAGES + s), 1);
+            mbar_init(bars + 8 * (NWG + 3 * STAGES + s), 4 * NWG);
+        }
+        mbar_fence_init();
+    }
+    __syncthreads();
+
+    if (wg == 0) {
+        regs_decrease<HOPPER_PRODUCER_REGS>();
+        if (tid == 0) {
+            tma_prefetch_map(&args.q);
+            tma_prefetch_map(&args.k);
+            tma_prefetch_map(&args.v);
+            produce<D, NWG, BN, STAGES>(&args, &t, smem_addr, bars);
+        }
+    } else {
+        regs_increase<HOPPER_CONSUMER_REGS(NWG)>();
+        consume<BF16, D, NWG, BN, STAGES, CAUSAL>(&args, &t, wg - 1, tid, smem, smem_addr, bars);
+    }
+#endif
+}
+
+#endif

@@ -1,0 +1,47 @@
+/* The producer: one thread of warpgroup 0 streams the CTA's Q tiles once and K, V tiles through
+ * the stage ring with TMA, each stage guarded by a full barrier (TMA bytes landed) and an empty
+ * barrier (every consumer warp is done reading it). K and V have separate barriers so that
+ * Q K^T can start before V has landed. */
+#ifndef FATTN_HOPPER_LOAD_CUH
+#define FATTN_HOPPER_LOAD_CUH
+
+#include "config.cuh"
+#include "ptx.cuh"
+#include "scheduler.cuh"
+
+/* Loads a rows x D tile as D/64 boxes of 64 columns, one per swizzled chunk. */
+template <int D, int ROWS>
+static __device__ __forceinline__ void load_tile(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row,
+                                                 int head, int batch)
+{
+    mbar_expect_tx(bar, HOPPER_TILE_BYTES(ROWS, D));
+#pragma unroll
+    for (int c = 0; c < D / 64; ++c)
+        tma_load_4d(dst + c * ROWS * HOPPER_ROW_BYTES, map, bar, c * 64, row, head, batch);
+}
+
+template <int D, int NWG, int BN, int STAGES>
+static __device__ __forceinline__ void produce(const hopper_args *a, const hopper_tile *t, uint32_t smem,
+                                               uint32_t bars)
+{
+    const uint32_t q_full = bars, k_full = bars + 8 * NWG, k_empty = k_full + 8 * STAGES;
+    const uint32_t v_full = k_empty + 8 * STAGES, v_empty = v_full + 8 * STAGES;
+    const uint32_t k_base = smem + HOPPER_K_OFF(D, NWG), v_base = smem + HOPPER_V_OFF(D, NWG, BN, STAGES);
+
+#pragma unroll
+    for (int w = 0; w < NWG; ++w)
+        load_tile<D, HOPPER_WG_ROWS>(smem + HOPPER_Q_OFF + w * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D), &a->q,
+                                     q_full + 8 * w, t->m0 + w * HOPPER_WG_ROWS, t->head, t->batch);
+    for (int j = 0; j < t->n_blocks; ++j) {
+        int s = j % STAGES;
+        uint32_t empty_parity = ((j / STAGES) & 1) ^ 1; /* a fresh barrier counts as released */
+        mbar_wait(k_empty + 8 * s, empty_parity);
+        load_tile<D, BN>(k_base + s * HOPPER_TILE_BYTES(BN, D), &a->k, k_full + 8 * s, j * BN, t->head_kv,
+                         t->batch);
+        mbar_wait(v_empty + 8 * s, empty_parity);
+        load_tile<D, BN>(v_base + s * HOPPER_TILE_BYTES(BN, D), &a->v, v_full + 8 * s, j * BN, t->head_kv,
+                         t->batch);
+    }
+}
+
+#endif

@@ -1,0 +1,90 @@
+/* The two matrix products of the consumer warpgroups, as wgmma sequences:
+ *   S  = Q K^T : A = Q tile, B = K tile, both from shared memory, K-major (head dim contiguous);
+ *   O += P V   : A = P in registers (bf16/fp16), B = V tile from shared memory, MN-major.
+ * Each call issues the whole k-loop and commits one wgmma group; the caller waits. */
+#ifndef FATTN_HOPPER_MMA_CUH
+#define FATTN_HOPPER_MMA_CUH
+
+#include "config.cuh"
+#include "ptx.cuh"
+#include "wgmma.cuh"
+
+template <bool BF16, int N>
+static __device__ __forceinline__ void wgmma_ss(float *d, uint64_t da, uint64_t db, int scale_d)
+{
+    if constexpr (BF16) {
+        if constexpr (N == 64) wgmma_ss_bf16_n64(d, da, db, scale_d);
+        else if constexpr (N == 128) wgmma_ss_bf16_n128(d, da, db, scale_d);
+        else if constexpr (N == 192) wgmma_ss_bf16_n192(d, da, db, scale_d);
+        else wgmma_ss_bf16_n256(d, da, db, scale_d);
+    } else {
+        if constexpr (N == 64) wgmma_ss_f16_n64(d, da, db, scale_d);
+        else if constexpr (N == 128) wgmma_ss_f16_n128(d, da, db, scale_d);
+        else if constexpr (N == 192) wgmma_ss_f16_n192(d, da, db, scale_d);
+        else wgmma_ss_f16_n256(d, da, db, scale_d);
+    }
+}
+
+template <bool BF16, int N>
+static __device__ __forceinline__ void wgmma_rs(float *d, const uint32_t *a, uint64_t db, int scale_d)
+{
+    if constexpr (BF16) {
+        if constexpr (N == 64) wgmma_rs_bf16_n64(d, a, db, scale_d);
+        else if constexpr (N == 128) wgmma_rs_bf16_n128(d, a, db, scale_d);
+        else if constexpr (N == 192) wgmma_rs_bf16_n192(d, a, db, scale_d);
+        else wgmma_rs_bf16_n256(d, a, db, scale_d);
+    } else {
+        if constexpr (N == 64) wgmma_rs_f16_n64(d, a, db, scale_d);
+        else if constexpr (N == 128) wgmma_rs_f16_n128(d, a, db, scale_d);
+        else if constexpr (N == 192) wgmma_rs_f16_n192(d, a, db, scale_d);
+        else wgmma_rs_f16_n256(d, a, db, scale_d);
+    }
+}
+
+template <int N> static __device__ __forceinline__ void fence_accum(float *d)
+{
+#pragma unroll
+    for (int i = 0; i < N; ++i) reg_fence(d[i]);
+}
+
+/* Byte offset of the k16 step kk inside a K-major swizzled tile of `rows` rows: four 32-byte steps
+ * per 128-byte row, then the next 64-column chunk. */
+static __device__ __forceinline__ uint32_t kmajor_step(int kk, int rows)
+{
+    return (uint32_t)((kk % 4) * 32 + (kk / 4) * rows * HOPPER_ROW_BYTES);
+}
+
+/* S[64 x BN] = Q[64 x D] . K[BN x D]^T */
+template <bool BF16, int D, int BN>
+static __device__ __forceinline__ void issue_qk(float *s, uint32_t q_tile, uint32_t k_tile)
+{
+    fence_accum<BN / 2>(s);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+        uint64_t da = wgmma_desc_sw128(q_tile + kmajor_step(kk, HOPPER_WG_ROWS), 16, 1024);
+        uint64_t db = wgmma_desc_sw128(k_tile + kmajor_step(kk, BN), 16, 1024);
+        wgmma_ss<BF16, BN>(s, da, db, kk > 0);
+    }
+    wgmma_commit();
+    fence_accum<BN / 2>(s);
+}
+
+/* O[64 x D] += P[64 x BN] . V[BN x D]. V is MN-major: 8 rows of a chunk form a 1024-byte swizzle
+ * atom (the stride offset), chunks of 64 columns are BN*128 bytes apart (the leading offset), and
+ * each k16 step is 16 rows = 2048 bytes. */
+template <bool BF16, int D, int BN>
+static __device__ __forceinline__ void issue_pv(float *o, const uint32_t *p, uint32_t v_tile)
+{
+    fence_accum<D / 2>(o);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk) {
+        uint64_t db = wgmma_desc_sw128(v_tile + kk * 2048, BN * HOPPER_ROW_BYTES, 1024);
+        wgmma_rs<BF16, D>(o, p + 4 * kk, db, 1);
+    }
+    wgmma_commit();
+    fence_accum<D / 2>(o);
+}
+
+#endif

@@ -1,0 +1,104 @@
+/* Online softmax on a consumer thread's slice of the S = Q K^T accumulator.
+ *
+ * wgmma's accumulator layout: thread t of the warpgroup holds rows r = 16*(t/32) + (t%32)/4 and
+ * r + 8; for column group g (8 columns) it holds s[4g + 2h + e] = S[r + 8h][8g + 2*(t%4) + e].
+ * A row is spread over the 4 threads of a quad, so row reductions need two shuffles.
+ * Maxima are kept in raw score units and the scale enters through exp2 with scale*log2(e)
+ * folded in, so each element costs one FMA and one EX2. Row sums stay per-thread partial
+ * until the epilogue. */
+#ifndef FATTN_HOPPER_SOFTMAX_CUH
+#define FATTN_HOPPER_SOFTMAX_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <math.h>
+
+#include "ptx.cuh"
+
+/* Sets to -inf every score whose key column exceeds its row's last visible key.
+ * col0: key index of this thread's first column; last[h]: last visible key of row half h. */
+template <int BN>
+static __device__ __forceinline__ void mask_scores(float *s, int col0, const int *last)
+{
+#pragma unroll
+    for (int g = 0; g < BN / 8; ++g)
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+#pragma unroll
+            for (int e = 0; e < 2; ++e)
+                if (col0 + 8 * g + e > last[h]) s[4 * g + 2 * h + e] = -INFINITY;
+}
+
+static __device__ __forceinline__ float quad_max(float x)
+{
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+    return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+
+static __device__ __forceinline__ float quad_sum(float x)
+{
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+/* Updates the running max m[2] and partial sums l[2] with block s, turns s into probabilities
+ * in place, and returns the factors alpha[2] by which the O accumulator rows must be rescaled. */
+template <int BN>
+static __device__ __forceinline__ void online_softmax(float *s, float *m, float *l, float *alpha,
+                                                      float scale_log2)
+{
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        float mx = m[h];
+#pragma unroll
+        for (int g = 0; g < BN / 8; ++g) mx = fmaxf(mx, fmaxf(s[4 * g + 2 * h], s[4 * g + 2 * h + 1]));
+        mx = quad_max(mx);
+        /* A row that has seen only masked keys keeps max -inf; subtracting 0 then keeps its
+         * probabilities at exp2(-inf) = 0 instead of NaN. */
+        float ms = mx == -INFINITY ? 0.0f : mx * scale_log2;
+        alpha[h] = ex2_approx(m[h] * scale_log2 - ms);
+        m[h] = mx;
+        float sum = 0.0f;
+#pragma unroll
+        for (int g = 0; g < BN / 8; ++g)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                float p = ex2_approx(fmaf(s[4 * g + 2 * h + e], scale_log2, -ms));
+                s[4 * g + 2 * h + e] = p;
+                sum += p;
+            }
+        l[h] = l[h] * alpha[h] + sum;
+    }
+}
+
+template <int D> static __device__ __forceinline__ void rescale_rows(float *o, const float *alpha)
+{
+#pragma unroll
+    for (int g = 0; g < D / 8; ++g)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            o[4 * g + 2 * h] *= alpha[h];
+            o[4 * g + 2 * h + 1] *= alpha[h];
+        }
+}
+
+template <bool BF16> static __device__ __forceinline__ uint32_t pack2(float lo, float hi)
+{
+    if constexpr (BF16) {
+        __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+        return *(uint32_t *)&v;
+    } else {
+        __half2 v = __floats2half2_rn(lo, hi);
+        return *(uint32_t *)&v;
+    }
+}
+
+/* The accumulator layout of two adjacent column groups is exactly wgmma's register layout of a
+ * 64x16 A fragment, so P converts in place: p[4kk..4kk+3] feed the k16 step kk of P.V. */
+template <bool BF16, int BN> static __device__ __forceinline__ void probs_to_a(const float *s, uint32_t *p)
+{
+#pragma unroll
+    for (int i = 0; i < BN / 4; ++i) p[i] = pack2<BF16>(s[2 * i], s[2 * i + 1]);
+}
+
+#endif
