@@ -1,0 +1,106 @@
+"""ONNX export of fattn's operator as the TensorRT plugin's node.
+
+The node TensorRT's ONNX parser maps onto the plugin: op_type ``CustomAttnPlugin``, attributes
+``plugin_version`` and ``plugin_namespace`` (how the parser picks the creator), ``mode`` (INT),
+and the creator's optional fields ``causal`` (INT) and ``scale`` (FLOAT) when they differ from
+their defaults. The domain ``attn`` is informational: the parser ignores it.
+
+Three routes produce that node:
+
+* :func:`fattn.custom_attn` under the dynamo exporter (the default): it emits the node itself with
+  ``torch.onnx.ops.symbolic``; nothing needs registering.
+* ``torch.ops.attn.custom_attn`` or ``torch.ops.attn.flash_attn`` called directly, under the
+  dynamo exporter: :func:`export_onnx` rewrites them with :func:`decompositions` first.
+* Either, under the legacy TorchScript exporter (``dynamo=False``): importing fattn registers a
+  symbolic function for ``attn::custom_attn``.
+"""
+import torch
+
+DOMAIN = "attn"
+PLUGIN_NAME = "CustomAttnPlugin"
+PLUGIN_VERSION = "1"
+PLUGIN_NAMESPACE = ""
+# Version of the custom `attn` opset the node is recorded under.
+OPSET_VERSION = 1
+
+
+def node_attributes(mode, causal=False, scale=None):
+    """The node's attributes, as the plugin's creator reads them. The creator's optional fields
+    causal and scale appear only when they differ from their defaults, so the plain operator's
+    node carries mode alone."""
+    attrs = {"mode": int(mode), "plugin_version": PLUGIN_VERSION,
+             "plugin_namespace": PLUGIN_NAMESPACE}
+    if causal:
+        attrs["causal"] = 1
+    if scale is not None:
+        attrs["scale"] = float(scale)
+    return attrs
+
+
+def symbolic_node(q, k, v, mode, causal=False, scale=None):
+    """Emits the plugin node into the graph the dynamo exporter is tracing."""
+    return torch.onnx.ops.symbolic(f"{DOMAIN}::{PLUGIN_NAME}", (q, k, v),
+                                   node_attributes(mode, causal, scale), dtype=q.dtype,
+                                   shape=q.shape, version=OPSET_VERSION)
+
+
+def is_dynamo_export():
+    """True while torch.onnx.export(dynamo=True) traces; the legacy exporter traces with the
+    TorchScript tracer, which cannot record torch.onnx.ops.symbolic nodes."""
+    return torch.onnx.is_in_onnx_export() and not torch.jit.is_tracing()
+
+
+def _flash_attn_node(q, k, v, mode, scale, causal, return_lse):
+    if return_lse:
+        raise RuntimeError(f"{PLUGIN_NAME} has no log-sum-exp output: return_lse does not export")
+    return (symbolic_node(q, k, v, mode, causal, scale if scale != 0.0 else None),
+            q.new_empty((0,), dtype=torch.float32))
+
+
+def decompositions():
+    """Rewrites direct calls of fattn's operators into the plugin node, for
+    ExportedProgram.run_decompositions before torch.onnx.export (export_onnx applies it)."""
+    return {
+        torch.ops.attn.custom_attn.default: symbolic_node,
+        torch.ops.attn.flash_attn.default: _flash_attn_node,
+    }
+
+
+def _legacy_symbolic(g, q, k, v, mode):
+    from torch.onnx import symbolic_helper
+
+    mode = symbolic_helper._get_const(mode, "i", "mode")
+    attrs = {f"{key}_{'i' if isinstance(val, int) else 's'}": val
+             for key, val in node_attributes(mode).items()}
+    return g.op(f"{DOMAIN}::{PLUGIN_NAME}", q, k, v, **attrs).setTypeAs(q)
+
+
+def register_legacy_symbolic():
+    """Teaches the legacy exporter attn::custom_attn (from opset 1 on). A no-op on a torch
+    without the legacy exporter."""
+    register = getattr(torch.onnx, "register_custom_op_symbolic", None)
+    if register is not None:
+        register(f"{DOMAIN}::custom_attn", _legacy_symbolic, 1)
+
+
+def export_onnx(model, args, path, *, kwargs=None, dynamo=True, dynamic_shapes=None,
+                dynamic_axes=None, external_data=True, **export_kwargs):
+    """torch.onnx.export with fattn's operators mapped onto the plugin node, saved to `path`.
+
+    dynamo=True (the default): torch.export with `dynamic_shapes`, then the exporter; weights go
+    to `<path>.data` beside the model when external_data is true (needed past protobuf's 2 GiB
+    limit; TensorRT's parser reads it). dynamo=False: the legacy exporter with `dynamic_axes`; it
+    switches to external data by itself once the model passes 2 GiB. Other keyword arguments go
+    to torch.onnx.export (input_names, output_names, opset_version, ...). Returns the
+    ONNXProgram (dynamo) or None.
+    """
+    if dynamo:
+        program = torch.export.export(model, tuple(args), kwargs=kwargs,
+                                      dynamic_shapes=dynamic_shapes, strict=False)
+        program = program.run_decompositions(decompositions())
+        onnx_program = torch.onnx.export(program, dynamo=True, **export_kwargs)
+        onnx_program.save(str(path), external_data=external_data)
+        return onnx_program
+    torch.onnx.export(model, tuple(args), str(path), kwargs=kwargs, dynamo=False,
+                      dynamic_axes=dynamic_axes, **export_kwargs)
+    return None
