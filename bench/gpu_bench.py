@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""GPU benchmark: fattn against torch SDPA (cuDNN backend and flash backend) on the same inputs.
+
+Protocol (docs/DESIGN.md): CUDA events around each call, warm-up, median of >= 20 runs, inputs
+rotated over enough sets that the L2 cache cannot hold them, all three implementations on the
+same tensors in one process. TFLOPS = 4*B*Hq*Sq*Skv*D / time (halved for causal).
+
+Layout: tensors are allocated BHSD (SDPA's own layout) and fattn gets the same memory through
+BHSD strides, so neither side pays for a copy; --layout bshd allocates BSHD instead (the seed's
+layout) and hands SDPA transposed views.
+
+  gpu_bench.py                      # every shape of bench/shapes.tsv
+  gpu_bench.py --only seed d128     # shapes whose name contains a word
+  gpu_bench.py --shape 2,4096,4096,16,16,128,1,bf16   # ad hoc: B,Sq,Skv,Hq,Hkv,D,causal,dtype
+"""
+import argparse
+import csv
+import ctypes
+import datetime
+import math
+import os
+import statistics
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+import torch  # noqa: E402
+from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+
+
+def _load_capi():
+    """python/fattn/capi.py on its own (standard library only), without the package's __init__,
+    which also registers the PyTorch op and the ONNX exporter: the benchmark needs neither."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("fattn_capi", os.path.join(REPO, "python", "fattn", "capi.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+capi = _load_capi()
+
+DTYPES = {"bf16": (torch.bfloat16, capi.DTYPE_BF16), "fp16": (torch.float16, capi.DTYPE_F16),
+          "f16": (torch.float16, capi.DTYPE_F16), "fp32": (torch.float32, capi.DTYPE_F32),
+          "f32": (torch.float32, capi.DTYPE_F32)}
+ROTATE_BYTES = 256 << 20  # several times the 50 MB L2 of an H100
+MAX_SET_MEMORY = 24 << 30
+
+
+class Shape:
+    def __init__(self, name, b, sq, skv, hq, hkv, d, causal, dtype):
+        self.name, self.b, self.sq, self.skv = name, int(b), int(sq), int(skv)
+        self.hq, self.hkv, self.d, self.causal, self.dtype = int(hq), int(hkv), int(d), int(causal), dtype
+
+    def flops(self):
+        f = 4.0 * self.b * self.hq * self.sq * self.skv * self.d
+        return f / 2 if self.causal else f
+
+
+def read_shapes(path):
+    shapes = []
+    with open(path) as fh:
+        for line in fh:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            f = line.split("\t")
+            shapes.append(Shape(*f[:9]))
+    return shapes
+
+
+def parse_adhoc(text):
+    f = text.split(",")
+    if len(f) != 8:
+        raise SystemExit(f"--shape {text!r}: want B,Sq,Skv,Hq,Hkv,D,causal,dtype")
+    name = "adhoc_" + "x".join(f[:6]) + ("_causal" if f[6] == "1" else "") + "_" + f[7]
+    return Shape(name, *f)
+
+
+def make_sets(s, layout, device):
+    tdtype = DTYPES[s.dtype][0]
+    es = torch.finfo(tdtype).bits // 8
+    set_bytes = es * s.d * (2 * s.b * s.sq * s.hq + 2 * s.b * s.skv * s.hkv)
+    n = max(2, math.ceil(ROTATE_BYTES / set_bytes))
+    n = max(1, min(n, MAX_SET_MEMORY // set_bytes))
+    sets = []
+    for _ in range(n):
+        def t(seq, heads):
+            if layout == "bhsd":
+                return torch.randn(s.b, heads, seq, s.d, device=device, dtype=tdtype)
+            return torch.randn(s.b, seq, heads, s.d, device=device, dtype=tdtype).transpose(1, 2)
+        q, k, v = t(s.sq, s.hq), t(s.skv, s.hkv), t(s.skv, s.hkv)
+        o = torch.empty_like(q)
+        sets.append((q, k, v, o))
+    return sets
+
+
+def view(t):
+    """fattn_tensor for a (B, H, S, D) torch view: strides batch, seq, head."""
+    st = t.stride()
+    return capi.tensor(t.data_ptr(), st[0], st[2], st[1])
+
+
+def fattn_params(s, q, k, v, o):
+    return capi.make_params(batch=s.b, seqlen_q=s.sq, seqlen_kv=s.skv, heads_q=s.hq,
+                            heads_kv=s.hkv, head_dim=s.d, dtype=DTYPES[s.dtype][1],
+                            q=view(q), k=view(k), v=view(v), o=view(o), causal=bool(s.causal))
+
+
+def time_runs(fn, nsets, warmup, reps):
+    """Median milliseconds of `reps` calls, each between its own pair of events, queued back to
+    back so host overhead overlaps device work; call i uses input set i % nsets."""
+    for i in range(warmup):
+        fn(i % nsets)
+    torch.cuda.synchronize()
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+              for _ in range(reps)]
+    for i, (a, b) in enumerate(events):
+        a.record()
+        fn(i % nsets)
+        b.record()
+    torch.cuda.synchronize()
+    times = [a.elapsed_time(b) for a, b in events]
+    return statistics.median(times), min(times), max(times)
+
+
+def sdpa_fn(sets, s, backend):
+    gqa = s.hq != s.hkv
+
+    def run(i):
+        q, k, v, _ = sets[i]
+        with sdpa_kernel([backend]):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=bool(s.causal),
+                                                  enable_gqa=gqa)
+    return run
+
+
+def bench_shape(s, args, stream):
+    sets = make_sets(s, args.layout, "cuda")
+    params = [fattn_params(s, *st) for st in sets]
+    ws_bytes = capi.cuda_workspace_size(params[0])
+    ws = torch.empty(ws_bytes, dtype=torch.uint8, device="cuda") if ws_bytes else None
+    ws_ptr = ws.data_ptr() if ws is not None else None
+    row = {"name": s.name, "B": s.b, "Sq": s.sq, "Skv": s.skv, "Hq": s.hq, "Hkv": s.hkv,
+           "D": s.d, "causal": s.causal, "dtype": s.dtype, "sets": len(sets)}
+    status, msg = capi.cuda_supported(params[0])
+    if status != capi.OK:
+        row["note"] = f"fattn: {capi.status_name(status)}: {msg}"
+        return row
+    lib = capi.load_library()
+    pptrs = [ctypes.byref(p) for p in params]
+
+    def fattn_run(i):
+        st = lib.fattn_cuda_forward(pptrs[i], ws_ptr, ws_bytes, stream)
+        if st != capi.OK:
+            raise capi.FattnError(st, capi.status_name(st), capi.last_error())
+
+    results = {"fattn": fattn_run,
+               "cudnn": sdpa_fn(sets, s, SDPBackend.CUDNN_ATTENTION),
+               "flash": sdpa_fn(sets, s, SDPBackend.FLASH_ATTENTION)}
+    for key, fn in results.items():
+        try:
+            med, lo, hi = time_runs(fn, len(sets), args.warmup, args.reps)
+            row[f"{key}_ms"] = med
+            row[f"{key}_spread"] = (hi - lo) / med
+            row[f"{key}_tflops"] = s.flops() / (med * 1e-3) / 1e12
+        except Exception as err:  # a backend that refuses the shape is reported, not fatal
+            row[f"{key}_ms"] = float("nan")
+            row[f"{key}_tflops"] = float("nan")
+            row["note"] = (row.get("note", "") + f" {key}: {type(err).__name__}: {str(err)[:80]}").strip()
+    # Sanity: fattn and the flash backend on the same set agree (SDPA's causal is top-left
+    # aligned, fattn's bottom-right: identical only when Sq == Skv).
+    if not math.isnan(row.get("flash_ms", float("nan"))) and (not s.causal or s.sq == s.skv):
+        q, k, v, o = sets[0]
+        fattn_run(0)
+        ref = results["flash"](0)
+        torch.cuda.synchronize()
+        row["rel_err_vs_flash"] = ((o.float() - ref.float()).norm() / ref.float().norm()).item()
+    for key in ("cudnn", "flash"):
+        if row.get(f"{key}_ms") and not math.isnan(row[f"{key}_ms"]) and not math.isnan(row["fattn_ms"]):
+            row[f"ratio_{key}"] = row[f"{key}_ms"] / row["fattn_ms"]
+    del sets, params, ws
+    torch.cuda.empty_cache()
+    return row
+
+
+def fmt(x, spec):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return format(x, spec)
+
+
+def table(rows, card, args):
+    lines = [f"card: {card}; torch {torch.__version__}; layout {args.layout}; median of {args.reps} "
+             f"(warm-up {args.warmup}); path {'portable (forced)' if args.portable else 'auto'}",
+             "",
+             "| shape | B | Sq | Skv | Hq/Hkv | D | causal | dtype | fattn ms | fattn TFLOPS | cuDNN TFLOPS | flash TFLOPS | fattn/cuDNN | fattn/flash | err vs flash | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append("| " + " | ".join([
+            r["name"], str(r["B"]), str(r["Sq"]), str(r["Skv"]), f"{r['Hq']}/{r['Hkv']}", str(r["D"]),
+            str(r["causal"]), r["dtype"], fmt(r.get("fattn_ms"), ".3f"), fmt(r.get("fattn_tflops"), ".0f"),
+            fmt(r.get("cudnn_tflops"), ".0f"), fmt(r.get("flash_tflops"), ".0f"),
+            fmt(r.get("ratio_cudnn"), ".3f"), fmt(r.get("ratio_flash"), ".3f"),
+            fmt(r.get("rel_err_vs_flash"), ".1e"), r.get("note", "")]) + " |")
+    judged = [r for r in rows if r["dtype"] in ("bf16", "fp16", "f16") and r.get("ratio_flash")]
+    if judged:
+        ratios = [r["ratio_flash"] for r in judged]
+        geo = math.exp(sum(math.log(x) for x in ratios) / len(ratios))
+        worst = min(judged, key=lambda r: r["ratio_flash"])
+        seed = [r for r in judged if r["name"] == "seed_dit"]
+        lines.append("")
+        lines.append(f"fattn/flash over {len(judged)} bf16/fp16 shapes: geomean {geo:.3f}, "
+                     f"min {worst['ratio_flash']:.3f} ({worst['name']})"
+                     + (f", seed {seed[0]['ratio_flash']:.3f}" if seed else ""))
+        cud = [r["ratio_cudnn"] for r in judged if r.get("ratio_cudnn")]
+        if cud:
+            lines.append(f"fattn/cuDNN geomean {math.exp(sum(math.log(x) for x in cud) / len(cud)):.3f}")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shapes", default=os.path.join(HERE, "shapes.tsv"))
+    ap.add_argument("--only", nargs="*", help="keep shapes whose name contains one of these words")
+    ap.add_argument("--shape", action="append", default=[], help="ad-hoc B,Sq,Skv,Hq,Hkv,D,causal,dtype")
+    ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--layout", choices=("bhsd", "bshd"), default="bhsd")
+    ap.add_argument("--portable", action="store_true", help="set FATTN_FORCE_PORTABLE=1")
+    ap.add_argument("--tag", default="", help="suffix for the result files")
+    ap.add_argument("--no-save", action="store_true")
+    args = ap.parse_args()
+    if args.reps < 20:
+        raise SystemExit("--reps must be at least 20 (DESIGN.md's protocol)")
+    if args.portable:
+        os.environ["FATTN_FORCE_PORTABLE"] = "1"
+    shapes = [] if (args.shape and not args.only) else read_shapes(args.shapes)
+    if args.only:
+        shapes = [s for s in shapes if any(w in s.name for w in args.only)]
+    shapes += [parse_adhoc(t) for t in args.shape]
+    card = torch.cuda.get_device_name()
+    stream = torch.cuda.current_stream().cuda_stream
+    torch.manual_seed(int.from_bytes(os.urandom(4), "little"))
+    rows = []
+    for s in shapes:
+        row = bench_shape(s, args, stream)
+        rows.append(row)
+        print(f"{s.name}: fattn {fmt(row.get('fattn_tflops'), '.0f')} TFLOPS, cuDNN "
+              f"{fmt(row.get('cudnn_tflops'), '.0f')}, flash {fmt(row.get('flash_tflops'), '.0f')}, "
+              f"fattn/flash {fmt(row.get('ratio_flash'), '.3f')} {row.get('note', '')}", flush=True)
+    text = table(rows, card, args)
+    print()
+    print(text)
+    if args.no_save:
+        return
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base = f"{stamp}-{card.replace(' ', '_')}{('-' + args.tag) if args.tag else ''}"
+    outs = [os.path.join(HERE, "results")]
+    if os.environ.get("OUT"):
+        outs.append(os.environ["OUT"])
+    keys = sorted({k for r in rows for k in r})
+    for d in outs:
+        os.makedirs(d, exist_ok=True)
+        name = base if d != os.environ.get("OUT") else f"bench{('-' + args.tag) if args.tag else ''}"
+        with open(os.path.join(d, name + ".md"), "w") as fh:
+            fh.write(text + "\n")
+        with open(os.path.join(d, name + ".csv"), "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+
+
+if __name__ == "__main__":
+    main()

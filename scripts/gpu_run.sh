@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# One device call: configure + build (Release, only the needed targets), the GPU tests on both
+# dispatch paths, compute-sanitizer over --small, the benchmark. Logs go to $OUT (or ./gpu-out):
+# summary.txt (short table, also printed last), bench-*.md, and logs.tgz with everything else,
+# because the device tool returns at most 8 files.
+#
+# Environment knobs (all optional):
+#   SKIP_TESTS=1 SKIP_SANITIZER=1 SKIP_BENCH=1   leave a part out
+#   ARCHS=90a-real            CUDA architectures to build (default: the card's own)
+#   TEST_ARGS="--filter d128" extra arguments of test_gpu_forward (both paths)
+#   TEST_PATHS="portable auto"  dispatch paths the tests run (auto = Hopper kernel where it serves)
+#   SAN_TOOLS="memcheck racecheck initcheck synccheck"
+#   SAN_PATHS="portable"      dispatch paths the sanitizer runs
+#   BENCH_ARGS="--only seed"  extra arguments of bench/gpu_bench.py
+#   BENCH_PATHS="portable auto"
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=${OUT:-$ROOT/gpu-out}
+mkdir -p "$OUT"
+LOG=$(mktemp -d)
+BUILD=$ROOT/build-gpu
+SUMMARY=$LOG/summary.txt
+: >"$SUMMARY"
+note() { echo "$*" | tee -a "$SUMMARY"; }
+t0=$(date +%s)
+elapsed() { echo $(($(date +%s) - t0)); }
+
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,temperature.gpu,power.draw \
+  --format=csv >"$LOG/nvidia-smi.txt" 2>&1
+note "card: $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1); nvcc $(nvcc --version | grep -o 'release [0-9.]*')"
+if [ -z "${ARCHS:-}" ]; then
+  cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d .)
+  case "$cc" in 90) ARCHS="90a-real" ;; "") ARCHS="80-real;90a-real" ;; *) ARCHS="${cc}-real" ;; esac
+fi
+
+cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFATTN_CUDA_ARCHS="$ARCHS" \
+  -DFATTN_PTXAS_VERBOSE=ON -DFATTN_BUILD_TESTS=ON >"$LOG/configure.log" 2>&1
+if ! cmake --build "$BUILD" --target fattn test_gpu_forward >"$LOG/build.log" 2>&1; then
+  note "BUILD FAILED (after $(elapsed)s):"
+  grep -E "error|Error" "$LOG/build.log" | head -20 | tee -a "$SUMMARY"
+  (cd "$LOG" && tar czf "$OUT/logs.tgz" .) ; cp "$SUMMARY" "$OUT/"
+  exit 1
+fi
+spills=$(grep -c "bytes spill stores" "$LOG/build.log"; true)
+nonzero=$(grep "bytes spill stores" "$LOG/build.log" | grep -vc " 0 bytes spill stores"; true)
+note "build ok in $(elapsed)s (archs $ARCHS); kernels with spills: $nonzero of $spills"
+
+path_env() { if [ "$1" = portable ]; then echo "FATTN_FORCE_PORTABLE=1"; else echo "FATTN_FORCE_PORTABLE=0"; fi; }
+
+if [ -z "${SKIP_TESTS:-}" ]; then
+  for path in ${TEST_PATHS:-portable auto}; do
+    env $(path_env "$path") "$BUILD/tests/gpu/test_gpu_forward" ${TEST_ARGS:-} >"$LOG/test-$path.log" 2>&1
+    rc=$?
+    note "tests [$path]: rc=$rc; $(grep '^summary' "$LOG/test-$path.log" || echo 'no summary (crashed?)') ($(elapsed)s)"
+    grep -E '^FAIL' "$LOG/test-$path.log" | head -15 | tee -a "$SUMMARY"
+  done
+fi
+
+if [ -z "${SKIP_SANITIZER:-}" ]; then
+  for path in ${SAN_PATHS:-portable}; do
+    for tool in ${SAN_TOOLS:-memcheck racecheck initcheck synccheck}; do
+      env $(path_env "$path") compute-sanitizer --tool "$tool" --error-exitcode 9 \
+        "$BUILD/tests/gpu/test_gpu_forward" --small >"$LOG/san-$tool-$path.log" 2>&1
+      rc=$?
+      note "compute-sanitizer $tool [$path]: rc=$rc; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$LOG/san-$tool-$path.log" | tail -1) ($(elapsed)s)"
+    done
+  done
+fi
+
+if [ -z "${SKIP_BENCH:-}" ]; then
+  for path in ${BENCH_PATHS:-portable auto}; do
+    flag=""; [ "$path" = portable ] && flag="--portable"
+    FATTN_LIBRARY="$BUILD/src/libfattn.so" OUT="$LOG" PYTHONUNBUFFERED=1 \
+      python3 bench/gpu_bench.py $flag --tag "$path" ${BENCH_ARGS:-} >"$LOG/bench-$path.log" 2>&1
+    note "bench [$path]: rc=$? ($(elapsed)s)"
+    [ -f "$LOG/bench-$path.md" ] && cp "$LOG/bench-$path.md" "$OUT/" && cat "$LOG/bench-$path.md" >>"$SUMMARY"
+    [ -f "$LOG/bench-$path.md" ] || tail -5 "$LOG/bench-$path.log" | tee -a "$SUMMARY"
+  done
+fi
+
+note "total $(elapsed)s"
+cp "$SUMMARY" "$OUT/summary.txt"
+(cd "$LOG" && tar czf "$OUT/logs.tgz" .)
+echo "=================== summary ==================="
+cat "$SUMMARY"

@@ -1,0 +1,543 @@
+/*
+ * GPU forward test: fattn_cuda_forward against a float64 reference computed here from the same
+ * (dtype-rounded) inputs. Fresh random inputs every run (seed printed; --seed N repeats one),
+ * outputs poisoned with NaN before each call and checked fully written, repeated runs compared
+ * bit for bit. Exit 0 = all passed, 1 = a failure, 77 = no GPU (CTest reports it as skipped).
+ *
+ *   test_gpu_forward [--small] [--seed N] [--filter SUBSTRING]
+ *
+ * --small runs only small shapes, for compute-sanitizer. FATTN_FORCE_PORTABLE=1 in the
+ * environment sends Hopper work to the portable kernel, so one card tests both paths.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cuda_runtime_api.h>
+
+#include "fattn.h"
+#include "gpu_util.h"
+
+enum layout { L_BSHD, L_BHSD, L_QKV, L_PADDED };
+static const char *layout_name[] = {"bshd", "bhsd", "qkv", "padded"};
+
+typedef struct gcase {
+    char name[96];
+    int64_t B, Sq, Skv, Hq, Hkv, D;
+    fattn_dtype dt;
+    int causal, layout, lse;
+    float scale;
+    float magnitude;  /* inputs ~ N(0, magnitude^2) */
+    int rows_checked; /* query rows checked per (b, h) pair; 0 = all rows of all pairs */
+    int pairs_checked;
+} gcase;
+
+static int failures, passes;
+
+#define CUDA_OK(call)                                                                              \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) {                                                                   \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+/* Element strides of one tensor of [B, S, H, D] in a layout; `total` is the allocation in
+ * elements. For L_QKV, q/k/v share one (B, S, 3, H, D) buffer at offsets 0, H*D, 2*H*D. */
+static void layout_strides(int layout, int64_t B, int64_t S, int64_t H, int64_t D,
+                           fattn_tensor *t, int64_t *total)
+{
+    switch (layout) {
+    case L_BHSD:
+        t->stride_head = S * D, t->stride_seq = D, t->stride_batch = H * S * D;
+        *total = B * H * S * D;
+        break;
+    case L_QKV:
+        t->stride_head = D, t->stride_seq = 3 * H * D, t->stride_batch = S * 3 * H * D;
+        *total = B * S * 3 * H * D;
+        break;
+    case L_PADDED: /* gaps between heads and rows: nothing may be read or written there */
+        t->stride_head = D + 16, t->stride_seq = H * (D + 16) + 32;
+        t->stride_batch = S * t->stride_seq + 64;
+        *total = B * t->stride_batch;
+        break;
+    default:
+        t->stride_head = D, t->stride_seq = H * D, t->stride_batch = S * H * D;
+        *total = B * S * H * D;
+    }
+}
+
+typedef struct host_tensor {
+    float *val; /* compact [B][S][H][D], values exactly representable in the dtype */
+    int64_t S, H;
+} host_tensor;
+
+static void fill(host_tensor *t, const gcase *c, int64_t S, int64_t H, gpu_rng *rng)
+{
+    const int64_t n = c->B * S * H * c->D;
+    t->S = S, t->H = H;
+    t->val = (float *)malloc((size_t)n * sizeof(float));
+    if (!t->val) {
+        fprintf(stderr, "out of host memory\n");
+        exit(1);
+    }
+    for (int64_t i = 0; i < n; i++)
+        t->val[i] = gpu_round(c->dt, c->magnitude * (float)gpu_rng_normal(rng));
+}
+
+/* Writes a compact host tensor into a strided host image of the device buffer. */
+static void scatter(const host_tensor *t, const gcase *c, const fattn_tensor *view, size_t offset,
+                    void *image)
+{
+    const size_t es = fattn_dtype_size(c->dt);
+    for (int64_t b = 0; b < c->B; b++)
+        for (int64_t s = 0; s < t->S; s++)
+            for (int64_t h = 0; h < t->H; h++) {
+                const float *src = t->val + ((b * t->S + s) * t->H + h) * c->D;
+                char *dst = (char *)image +
+                            (offset + (size_t)(b * view->stride_batch + s * view->stride_seq +
+                                               h * view->stride_head)) * es;
+                gpu_store(c->dt, dst, src, c->D);
+            }
+}
+
+/* float64 attention for one query row; returns the row's log-sum-exp (-inf when it sees no key). */
+static double reference_row(const gcase *c, const host_tensor *q, const host_tensor *k,
+                            const host_tensor *v, int64_t b, int64_t h, int64_t i, double *out,
+                            double *scores)
+{
+    const int64_t D = c->D, hk = h / (c->Hq / c->Hkv);
+    const double scale = c->scale != 0.f ? c->scale : 1.0 / sqrt((double)D);
+    int64_t end = c->Skv;
+    if (c->causal) {
+        int64_t lim = i + c->Skv - c->Sq + 1;
+        end = lim < end ? lim : end;
+    }
+    for (int64_t d = 0; d < D; d++) out[d] = 0;
+    if (end <= 0)
+        return -INFINITY;
+    const float *qr = q->val + ((b * c->Sq + i) * c->Hq + h) * D;
+    double mx = -INFINITY;
+    for (int64_t t = 0; t < end; t++) {
+        const float *kr = k->val + ((b * c->Skv + t) * c->Hkv + hk) * D;
+        double s = 0;
+        for (int64_t d = 0; d < D; d++) s += (double)qr[d] * kr[d];
+        scores[t] = s * scale;
+        if (scores[t] > mx) mx = scores[t];
+    }
+    double sum = 0;
+    for (int64_t t = 0; t < end; t++) {
+        double p = exp(scores[t] - mx);
+        sum += p;
+        const float *vr = v->val + ((b * c->Skv + t) * c->Hkv + hk) * D;
+        for (int64_t d = 0; d < D; d++) out[d] += p * vr[d];
+    }
+    for (int64_t d = 0; d < D; d++) out[d] /= sum;
+    return mx + log(sum);
+}
+
+static double tolerance(fattn_dtype dt)
+{
+    /* fp32 runs through bf16 tensor cores (documented in docs/perf-notes.md), hence 1e-2. */
+    return dt == FATTN_DTYPE_F16 ? 5e-3 : 1e-2;
+}
+
+typedef struct device_case {
+    fattn_params p;
+    void *dq, *dk, *dv, *dqkv, *dout, *ws;
+    float *dlse;
+    size_t out_bytes, lse_bytes, ws_bytes;
+} device_case;
+
+static void fail(const gcase *c, const char *what)
+{
+    printf("FAIL %-58s %s\n", c->name, what);
+    failures++;
+}
+
+static void run_case(const gcase *c, uint64_t seed)
+{
+    gpu_rng rng;
+    gpu_rng_seed(&rng, seed);
+    host_tensor q, k, v;
+    fill(&q, c, c->Sq, c->Hq, &rng);
+    fill(&k, c, c->Skv, c->Hkv, &rng);
+    fill(&v, c, c->Skv, c->Hkv, &rng);
+    const size_t es = fattn_dtype_size(c->dt);
+
+    device_case g;
+    memset(&g, 0, sizeof g);
+    fattn_tensor tq, tk, tv, to;
+    int64_t nq, nk, nv, no;
+    layout_strides(c->layout, c->B, c->Sq, c->Hq, c->D, &tq, &nq);
+    layout_strides(c->layout, c->B, c->Skv, c->Hkv, c->D, &tk, &nk);
+    layout_strides(c->layout, c->B, c->Skv, c->Hkv, c->D, &tv, &nv);
+    layout_strides(c->layout == L_QKV ? L_BSHD : c->layout, c->B, c->Sq, c->Hq, c->D, &to, &no);
+
+    if (c->layout == L_QKV) {
+        char *img = (char *)calloc((size_t)nq, es);
+        scatter(&q, c, &tq, 0, img);
+        scatter(&k, c, &tk, (size_t)(c->Hq * c->D), img);
+        scatter(&v, c, &tv, (size_t)(2 * c->Hq * c->D), img);
+        CUDA_OK(cudaMalloc(&g.dqkv, (size_t)nq * es));
+        CUDA_OK(cudaMemcpy(g.dqkv, img, (size_t)nq * es, cudaMemcpyHostToDevice));
+        free(img);
+        tq.data = g.dqkv;
+        tk.data = (char *)g.dqkv + (size_t)(c->Hq * c->D) * es;
+        tv.data = (char *)g.dqkv + (size_t)(2 * c->Hq * c->D) * es;
+    } else {
+        const host_tensor *hs[3] = {&q, &k, &v};
+        fattn_tensor *ts[3] = {&tq, &tk, &tv};
+        int64_t ns[3] = {nq, nk, nv};
+        void **ds[3] = {&g.dq, &g.dk, &g.dv};
+        for (int i = 0; i < 3; i++) {
+            /* Gaps of padded layouts hold NaN: a kernel that reads them shows it. */
+            char *img = (char *)malloc((size_t)ns[i] * es);
+            memset(img, 0xff, (size_t)ns[i] * es);
+            scatter(hs[i], c, ts[i], 0, img);
+            CUDA_OK(cudaMalloc(ds[i], (size_t)ns[i] * es));
+            CUDA_OK(cudaMemcpy(*ds[i], img, (size_t)ns[i] * es, cudaMemcpyHostToDevice));
+            free(img);
+            ts[i]->data = *ds[i];
+        }
+    }
+    g.out_bytes = (size_t)no * es;
+    CUDA_OK(cudaMalloc(&g.dout, g.out_bytes));
+    to.data = g.dout;
+    g.lse_bytes = (size_t)(c->B * c->Hq * c->Sq) * sizeof(float);
+    if (c->lse)
+        CUDA_OK(cudaMalloc((void **)&g.dlse, g.lse_bytes));
+
+    fattn_params *p = &g.p;
+    memset(p, 0, sizeof *p);
+    p->batch = c->B, p->seqlen_q = c->Sq, p->seqlen_kv = c->Skv;
+    p->heads_q = c->Hq, p->heads_kv = c->Hkv, p->head_dim = c->D;
+    p->dtype = c->dt, p->mode = FATTN_MODE_NATIVE, p->causal = c->causal, p->scale = c->scale;
+    p->q = tq, p->k = tk, p->v = tv, p->o = to, p->lse = g.dlse;
+
+    fattn_status st = fattn_cuda_workspace_size(p, &g.ws_bytes);
+    if (st != FATTN_OK) {
+        fail(c, fattn_last_error());
+        goto out;
+    }
+    if (g.ws_bytes)
+        CUDA_OK(cudaMalloc(&g.ws, g.ws_bytes));
+
+    unsigned char *first = (unsigned char *)malloc(g.out_bytes);
+    unsigned char *again = (unsigned char *)malloc(g.out_bytes);
+    float *lse_first = (float *)malloc(g.lse_bytes);
+    float *lse_again = (float *)malloc(g.lse_bytes);
+    const int runs = 3;
+    int identical = 1;
+    for (int r = 0; r < runs && st == FATTN_OK; r++) {
+        CUDA_OK(cudaMemset(g.dout, 0xff, g.out_bytes));
+        if (g.dlse)
+            CUDA_OK(cudaMemset(g.dlse, 0xff, g.lse_bytes));
+        st = fattn_cuda_forward(p, g.ws, g.ws_bytes, NULL);
+        if (st != FATTN_OK)
+            break;
+        CUDA_OK(cudaDeviceSynchronize());
+        CUDA_OK(cudaGetLastError());
+        CUDA_OK(cudaMemcpy(r == 0 ? first : again, g.dout, g.out_bytes, cudaMemcpyDeviceToHost));
+        if (g.dlse)
+            CUDA_OK(cudaMemcpy(r == 0 ? lse_first : lse_again, g.dlse, g.lse_bytes,
+                               cudaMemcpyDeviceToHost));
+        if (r > 0) {
+            if (memcmp(first, again, g.out_bytes) != 0)
+                identical = 0;
+            if (g.dlse && memcmp(lse_first, lse_again, g.lse_bytes) != 0)
+                identical = 0;
+        }
+    }
+    if (st != FATTN_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "fattn_cuda_forward: %s: %s", fattn_status_name(st),
+                 fattn_last_error());
+        fail(c, msg);
+    } else if (!identical) {
+        fail(c, "repeated runs differ (a race)");
+    } else {
+        /* Every output element written (and no NaN), then the error on the checked rows. */
+        int64_t unwritten = 0, lse_bad = 0, checked = 0;
+        double err2 = 0, ref2 = 0, lse_err = 0;
+        double *ref = (double *)malloc((size_t)c->D * sizeof(double));
+        double *scores = (double *)malloc((size_t)c->Skv * sizeof(double));
+        float *row = (float *)malloc((size_t)c->D * sizeof(float));
+        for (int64_t b = 0; b < c->B; b++)
+            for (int64_t h = 0; h < c->Hq; h++)
+                for (int64_t i = 0; i < c->Sq; i++) {
+                    const size_t off = (size_t)(b * to.stride_batch + i * to.stride_seq +
+                                                h * to.stride_head);
+                    gpu_load(c->dt, first + off * es, row, c->D);
+                    for (int64_t d = 0; d < c->D; d++)
+                        if (!isfinite(row[d]))
+                            unwritten++;
+                }
+        gpu_rng pick;
+        gpu_rng_seed(&pick, seed ^ 0x5eedu);
+        const int64_t pairs = c->B * c->Hq;
+        const int64_t npairs = c->pairs_checked && c->pairs_checked < pairs ? c->pairs_checked : pairs;
+        for (int64_t pi = 0; pi < npairs; pi++) {
+            /* The last pair is always checked (it holds the last head and batch). */
+            const int64_t pair = npairs == pairs ? pi
+                                 : pi == 0      ? pairs - 1
+                                                : (int64_t)(gpu_rng_next(&pick) % (uint64_t)pairs);
+            const int64_t b = pair / c->Hq, h = pair % c->Hq;
+            const int64_t nrows = c->rows_checked && c->rows_checked < c->Sq ? c->rows_checked : c->Sq;
+            for (int64_t ri = 0; ri < nrows; ri++) {
+                /* Subsets always include the first and last rows (the tails). */
+                const int64_t i = nrows == c->Sq ? ri
+                                  : ri == 0      ? 0
+                                  : ri == 1      ? c->Sq - 1
+                                                 : (int64_t)(gpu_rng_next(&pick) % (uint64_t)c->Sq);
+                const double lse_ref = reference_row(c, &q, &k, &v, b, h, i, ref, scores);
+                const size_t off = (size_t)(b * to.stride_batch + i * to.stride_seq +
+                                            h * to.stride_head);
+                gpu_load(c->dt, first + off * es, row, c->D);
+                for (int64_t d = 0; d < c->D; d++) {
+                    double e = (double)row[d] - ref[d];
+                    err2 += e * e;
+                    ref2 += ref[d] * ref[d];
+                }
+                if (c->lse) {
+                    const float got = lse_first[(b * c->Hq + h) * c->Sq + i];
+                    if (isinf(lse_ref)) {
+                        if (!(isinf(got) && got < 0))
+                            lse_bad++;
+                    } else {
+                        double e = fabs((double)got - lse_ref) / (1.0 + fabs(lse_ref));
+                        if (!(e <= 1e-3))
+                            lse_bad++;
+                        if (e > lse_err)
+                            lse_err = e;
+                    }
+                }
+                checked++;
+            }
+        }
+        if (c->lse)
+            for (int64_t i = 0; i < c->B * c->Hq * c->Sq; i++)
+                if (isnan(lse_first[i]))
+                    lse_bad++;
+        const double rel = ref2 > 0 ? sqrt(err2 / ref2) : sqrt(err2);
+        char msg[512];
+        snprintf(msg, sizeof msg, "rel_l2 %.2e (tol %.0e) rows %lld unwritten %lld lse_bad %lld lse_err %.1e",
+                 rel, tolerance(c->dt), (long long)checked, (long long)unwritten,
+                 (long long)lse_bad, lse_err);
+        if (unwritten || lse_bad || !(rel <= tolerance(c->dt)))
+            fail(c, msg);
+        else {
+            printf("ok   %-58s %s\n", c->name, msg);
+            passes++;
+        }
+        free(ref);
+        free(scores);
+        free(row);
+    }
+    free(first);
+    free(again);
+    free(lse_first);
+    free(lse_again);
+out:
+    cudaFree(g.dq);
+    cudaFree(g.dk);
+    cudaFree(g.dv);
+    cudaFree(g.dqkv);
+    cudaFree(g.dout);
+    cudaFree(g.dlse);
+    cudaFree(g.ws);
+    free(q.val);
+    free(k.val);
+    free(v.val);
+}
+
+static const char *dtype_tag(fattn_dtype dt)
+{
+    return fattn_dtype_name(dt);
+}
+
+static gcase make(int64_t B, int64_t Sq, int64_t Skv, int64_t Hq, int64_t Hkv, int64_t D,
+                  fattn_dtype dt, int causal, int layout, int lse)
+{
+    gcase c;
+    memset(&c, 0, sizeof c);
+    c.B = B, c.Sq = Sq, c.Skv = Skv, c.Hq = Hq, c.Hkv = Hkv, c.D = D, c.dt = dt;
+    c.causal = causal, c.layout = layout, c.lse = lse, c.magnitude = 1.f;
+    snprintf(c.name, sizeof c.name, "%s d%lld b%lld sq%lld skv%lld h%lld/%lld%s %s%s",
+             dtype_tag(dt), (long long)D, (long long)B, (long long)Sq, (long long)Skv,
+             (long long)Hq, (long long)Hkv, causal ? " causal" : "", layout_name[layout],
+             lse ? " lse" : "");
+    return c;
+}
+
+/* Requests the CUDA path must refuse with FATTN_ERR_UNSUPPORTED (or WORKSPACE) writing nothing. */
+static void run_refusals(void)
+{
+    const int64_t B = 1, S = 64, H = 2;
+    struct {
+        const char *what;
+        int64_t D;
+        fattn_mode mode;
+        float scale;
+        int64_t stride_pad;
+        fattn_dtype dt;
+        fattn_status want;
+    } cases[] = {
+        {"head_dim 80 unsupported", 80, FATTN_MODE_NATIVE, 0.f, 0, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED},
+        {"head_dim 32 unsupported", 32, FATTN_MODE_NATIVE, 0.f, 0, FATTN_DTYPE_F16, FATTN_ERR_UNSUPPORTED},
+        {"fp8 mode unsupported", 128, FATTN_MODE_FP8, 0.f, 0, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED},
+        {"negative scale unsupported", 64, FATTN_MODE_NATIVE, -0.5f, 0, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED},
+        {"unaligned stride unsupported", 64, FATTN_MODE_NATIVE, 0.f, 1, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED},
+        {"fp32 without workspace", 64, FATTN_MODE_NATIVE, 0.f, 0, FATTN_DTYPE_F32, FATTN_ERR_WORKSPACE},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int64_t D = cases[i].D, hs = D + cases[i].stride_pad;
+        const size_t es = fattn_dtype_size(cases[i].dt);
+        const size_t n = (size_t)(B * S * H * hs + 64);
+        void *dq, *dk, *dv, *dout;
+        CUDA_OK(cudaMalloc(&dq, n * es));
+        CUDA_OK(cudaMalloc(&dk, n * es));
+        CUDA_OK(cudaMalloc(&dv, n * es));
+        CUDA_OK(cudaMalloc(&dout, n * es));
+        CUDA_OK(cudaMemset(dq, 0, n * es));
+        CUDA_OK(cudaMemset(dk, 0, n * es));
+        CUDA_OK(cudaMemset(dv, 0, n * es));
+        CUDA_OK(cudaMemset(dout, 0xff, n * es));
+        fattn_params p;
+        fattn_params_bshd(&p, B, S, S, H, H, D, cases[i].dt, dq, dk, dv, dout);
+        p.mode = cases[i].mode;
+        p.scale = cases[i].scale;
+        fattn_tensor *ts[4] = {&p.q, &p.k, &p.v, &p.o};
+        for (int t = 0; t < 4; t++) {
+            ts[t]->stride_head = hs;
+            ts[t]->stride_seq = H * hs;
+            ts[t]->stride_batch = S * H * hs;
+        }
+        const fattn_status sup = fattn_cuda_supported(&p);
+        const fattn_status st = fattn_cuda_forward(&p, NULL, 0, NULL);
+        CUDA_OK(cudaDeviceSynchronize());
+        unsigned char *host = (unsigned char *)malloc(n * es);
+        CUDA_OK(cudaMemcpy(host, dout, n * es, cudaMemcpyDeviceToHost));
+        size_t touched = 0;
+        for (size_t j = 0; j < n * es; j++)
+            touched += host[j] != 0xff;
+        const int sup_ok = cases[i].want == FATTN_ERR_WORKSPACE ? sup == FATTN_OK : sup == cases[i].want;
+        gcase c;
+        memset(&c, 0, sizeof c);
+        snprintf(c.name, sizeof c.name, "refuse: %s", cases[i].what);
+        char msg[600];
+        snprintf(msg, sizeof msg, "forward %s, supported %s, bytes touched %zu, message \"%s\"",
+                 fattn_status_name(st), fattn_status_name(sup), touched, fattn_last_error());
+        if (st != cases[i].want || !sup_ok || touched || fattn_last_error()[0] == '\0')
+            fail(&c, msg);
+        else {
+            printf("ok   %-58s %s\n", c.name, msg);
+            passes++;
+        }
+        free(host);
+        cudaFree(dq);
+        cudaFree(dk);
+        cudaFree(dv);
+        cudaFree(dout);
+    }
+}
+
+#define MAX_CASES 512
+
+int main(int argc, char **argv)
+{
+    int small = 0;
+    uint64_t seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 20);
+    const char *filter = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--small"))
+            small = 1;
+        else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
+            seed = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--filter") && i + 1 < argc)
+            filter = argv[++i];
+        else {
+            fprintf(stderr, "usage: %s [--small] [--seed N] [--filter SUBSTRING]\n", argv[0]);
+            return 2;
+        }
+    }
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+        printf("no CUDA device: skipping the GPU tests\n");
+        return 77;
+    }
+    struct cudaDeviceProp prop;
+    CUDA_OK(cudaGetDeviceProperties(&prop, 0));
+    const char *force = getenv("FATTN_FORCE_PORTABLE");
+    printf("device: %s (sm%d%d); FATTN_FORCE_PORTABLE=%s; seed %llu%s\n", prop.name, prop.major,
+           prop.minor, force ? force : "(unset)", (unsigned long long)seed,
+           small ? "; small shapes only" : "");
+
+    static gcase cases[MAX_CASES];
+    int n = 0;
+    const int64_t dims[] = {64, 96, 128, 192, 256};
+    const fattn_dtype dts[] = {FATTN_DTYPE_BF16, FATTN_DTYPE_F16, FATTN_DTYPE_F32};
+    for (int di = 0; di < 5; di++)
+        for (int ti = 0; ti < 3; ti++) {
+            const int64_t D = dims[di];
+            const fattn_dtype dt = dts[ti];
+            /* The edge matrix: seqlen 1, tails off every tile size, Sq != Skv with causal both
+             * ways, GQA 4:1 and 8:1, MQA, every layout, LSE. */
+            cases[n++] = make(2, 1, 1, 2, 2, D, dt, 0, L_BSHD, 1);
+            cases[n++] = make(1, 1, 77, 4, 1, D, dt, 1, L_BHSD, 1);
+            cases[n++] = make(2, 200, 200, 4, 4, D, dt, 1, L_QKV, 1);
+            cases[n++] = make(1, 77, 300, 8, 2, D, dt, 1, L_PADDED, 1);
+            cases[n++] = make(1, 300, 77, 8, 1, D, dt, 1, L_BSHD, 1);
+            cases[n++] = make(2, 129, 65, 8, 1, D, dt, 0, L_BHSD, 0);
+            if (!small) {
+                cases[n++] = make(1, 257, 513, 16, 2, D, dt, 0, L_PADDED, 1);
+                cases[n++] = make(1, 513, 257, 16, 2, D, dt, 1, L_BHSD, 0);
+                cases[n++] = make(1, 190, 190, 8, 8, D, dt, 0, L_QKV, 0);
+                cases[n++] = make(3, 130, 130, 2, 2, D, dt, 1, L_BSHD, 1);
+            }
+        }
+    /* Larger magnitudes stress the running maximum and the rescaling. */
+    {
+        gcase c = make(1, 190, 333, 4, 2, 128, FATTN_DTYPE_BF16, 0, L_BSHD, 1);
+        c.magnitude = 4.f;
+        strncat(c.name, " x4", sizeof c.name - strlen(c.name) - 1);
+        cases[n++] = c;
+        gcase e = make(1, 190, 333, 4, 2, 64, FATTN_DTYPE_F16, 1, L_BSHD, 1);
+        e.scale = 0.3f;
+        strncat(e.name, " scale0.3", sizeof e.name - strlen(e.name) - 1);
+        cases[n++] = e;
+    }
+    if (!small) {
+        /* Large shapes: float64 reference on a subset of rows (first, last, random). */
+        gcase big[] = {
+            make(1, 15708, 15708, 32, 32, 128, FATTN_DTYPE_BF16, 0, L_BSHD, 1),
+            make(1, 15708, 15708, 8, 8, 128, FATTN_DTYPE_F16, 0, L_BHSD, 0),
+            make(1, 8192, 8192, 32, 8, 128, FATTN_DTYPE_BF16, 1, L_BSHD, 1),
+            make(2, 4096, 4096, 8, 8, 256, FATTN_DTYPE_BF16, 0, L_BSHD, 0),
+            make(2, 4096, 4096, 16, 16, 64, FATTN_DTYPE_F16, 1, L_BHSD, 1),
+            make(1, 3000, 5000, 8, 8, 96, FATTN_DTYPE_BF16, 1, L_BHSD, 0),
+            make(1, 3000, 3000, 8, 8, 96, FATTN_DTYPE_F16, 1, L_QKV, 1),
+            make(1, 5000, 3000, 8, 8, 192, FATTN_DTYPE_F16, 1, L_BSHD, 1),
+            make(1, 4100, 4100, 8, 2, 128, FATTN_DTYPE_F32, 0, L_BSHD, 1),
+        };
+        for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
+            big[i].rows_checked = 24;
+            big[i].pairs_checked = 4;
+            cases[n++] = big[i];
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (filter && !strstr(cases[i].name, filter))
+            continue;
+        run_case(&cases[i], seed + (uint64_t)i * 0x9E3779B97F4A7C15ull);
+        fflush(stdout);
+    }
+    if (!filter || strstr("refuse", filter))
+        run_refusals();
+    printf("summary: %d passed, %d failed (seed %llu)\n", passes, failures, (unsigned long long)seed);
+    return failures ? 1 : 0;
+}
