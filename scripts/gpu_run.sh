@@ -13,6 +13,7 @@
 #   SAN_PATHS="portable"      dispatch paths the sanitizer runs
 #   BENCH_ARGS="--only seed"  extra arguments of bench/gpu_bench.py
 #   BENCH_PATHS="portable auto"
+#   TEST_TIMEOUT=300 SAN_TIMEOUT=150   seconds per test run / per sanitizer tool (rc 124 = cut off)
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -50,7 +51,7 @@ path_env() { if [ "$1" = portable ]; then echo "FATTN_FORCE_PORTABLE=1"; else ec
 
 if [ -z "${SKIP_TESTS:-}" ]; then
   for path in ${TEST_PATHS:-portable auto}; do
-    env $(path_env "$path") "$BUILD/tests/gpu/test_gpu_forward" ${TEST_ARGS:-} >"$LOG/test-$path.log" 2>&1
+    timeout "${TEST_TIMEOUT:-300}" env $(path_env "$path") "$BUILD/tests/gpu/test_gpu_forward" ${TEST_ARGS:-} >"$LOG/test-$path.log" 2>&1
     rc=$?
     note "tests [$path]: rc=$rc; $(grep '^summary' "$LOG/test-$path.log" || echo 'no summary (crashed?)') ($(elapsed)s)"
     grep -E '^FAIL' "$LOG/test-$path.log" | head -15 | tee -a "$SUMMARY"
@@ -60,7 +61,7 @@ fi
 if [ -z "${SKIP_SANITIZER:-}" ]; then
   for path in ${SAN_PATHS:-portable}; do
     for tool in ${SAN_TOOLS:-memcheck racecheck initcheck synccheck}; do
-      env $(path_env "$path") compute-sanitizer --tool "$tool" --error-exitcode 9 \
+      timeout "${SAN_TIMEOUT:-150}" env $(path_env "$path") compute-sanitizer --tool "$tool" --error-exitcode 9 \
         "$BUILD/tests/gpu/test_gpu_forward" --small >"$LOG/san-$tool-$path.log" 2>&1
       rc=$?
       note "compute-sanitizer $tool [$path]: rc=$rc; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$LOG/san-$tool-$path.log" | tail -1) ($(elapsed)s)"
