@@ -19,6 +19,28 @@
 #define HOPPER_PRODUCER_REGS 24
 #define HOPPER_CONSUMER_REGS(NWG) ((NWG) == 2 ? 240 : 160)
 
+/* Pingpong between consumer warpgroups: named barrier HOPPER_TURN_BAR + w opens warpgroup w's turn to
+ * issue its matrix products; after issuing, it opens the next one's. While one warpgroup's wgmmas
+ * run, the others do softmax, so the tensor cores see a steady stream. Barriers 1..NWG are the
+ * epilogue's. */
+#define HOPPER_TURN_BAR 4
+
+static __device__ __forceinline__ void turn_wait(int wg)
+{
+    named_bar_sync(HOPPER_TURN_BAR + wg, 256);
+}
+
+static __device__ __forceinline__ void turn_pass(int to)
+{
+    named_bar_arrive(HOPPER_TURN_BAR + to, 256);
+}
+
+/* The last warpgroup's last turn opens nothing: warpgroup 0 has no turn left to take. */
+static __device__ __forceinline__ void turn_pass_on(int wg, int nwg, int last_block)
+{
+    if (!(last_block && wg == nwg - 1)) turn_pass((wg + 1) % nwg);
+}
+
 template <bool BF16, int D, int NWG, int BN, int STAGES, bool CAUSAL>
 static __device__ __forceinline__ void consume(const hopper_args *a, const hopper_tile *t, int wg, int tid,
                                                uint8_t *smem, uint32_t smem_addr, uint32_t bars)
@@ -48,25 +70,54 @@ static __device__ __forceinline__ void consume(const hopper_args *a, const hoppe
     uint32_t p[BN / 4];
 
     mbar_wait(q_full + 8 * wg, 0);
-    for (int j = 0; j < t->n_blocks; ++j) {
-        const int st = j % STAGES;
-        const uint32_t parity = (j / STAGES) & 1;
-        mbar_wait(k_full + 8 * st, parity);
-        issue_qk<BF16, D, BN>(s, q_tile, k_base + st * HOPPER_TILE_BYTES(BN, D));
+    const int n = t->n_blocks;
+    if (n > 0) {
+        if (wg == NWG - 1) turn_pass(0); /* warpgroup 0 issues first */
+
+        /* block 0: S_0 alone */
+        turn_wait(wg);
+        mbar_wait(k_full, 0);
+        issue_qk<BF16, D, BN>(s, q_tile, k_base);
+        turn_pass_on(wg, NWG, n == 1);
         wgmma_wait<0>();
         fence_accum<BN / 2>(s);
-        if (lane == 0) mbar_arrive(k_empty + 8 * st);
-        if (j >= first_masked) mask_scores<BN>(s, j * BN + 2 * (lane % 4), last);
+        if (lane == 0) mbar_arrive(k_empty);
+        if (0 >= first_masked) mask_scores<BN>(s, 2 * (lane % 4), last);
         online_softmax<BN>(s, m, l, alpha, a->scale_log2);
-        rescale_rows<D>(o, alpha);
         probs_to_a<BF16, BN>(s, p);
-        mbar_wait(v_full + 8 * st, parity);
-        issue_pv<BF16, D, BN>(o, p, v_base + st * HOPPER_TILE_BYTES(BN, D));
+
+        /* block j: S_j = Q K_j^T and O += P_{j-1} V_{j-1} in flight together; the softmax of S_j
+         * runs while P V is still on the tensor cores. */
+        for (int j = 1; j < n; ++j) {
+            const int st = j % STAGES, pst = (j - 1) % STAGES;
+            turn_wait(wg);
+            mbar_wait(k_full + 8 * st, (j / STAGES) & 1);
+            issue_qk<BF16, D, BN>(s, q_tile, k_base + st * HOPPER_TILE_BYTES(BN, D));
+            rescale_rows<D>(o, alpha);
+            mbar_wait(v_full + 8 * pst, ((j - 1) / STAGES) & 1);
+            issue_pv<BF16, D, BN>(o, p, v_base + pst * HOPPER_TILE_BYTES(BN, D));
+            turn_pass_on(wg, NWG, j == n - 1);
+            wgmma_wait<1>();
+            fence_accum<BN / 2>(s);
+            if (lane == 0) mbar_arrive(k_empty + 8 * st);
+            if (j >= first_masked) mask_scores<BN>(s, j * BN + 2 * (lane % 4), last);
+            online_softmax<BN>(s, m, l, alpha, a->scale_log2);
+            wgmma_wait<0>();
+            fence_accum<D / 2>(o);
+            fence_regs<BN / 4>(p);
+            if (lane == 0) mbar_arrive(v_empty + 8 * pst);
+            probs_to_a<BF16, BN>(s, p);
+        }
+
+        /* the last P V */
+        const int lst = (n - 1) % STAGES;
+        rescale_rows<D>(o, alpha);
+        mbar_wait(v_full + 8 * lst, ((n - 1) / STAGES) & 1);
+        issue_pv<BF16, D, BN>(o, p, v_base + lst * HOPPER_TILE_BYTES(BN, D));
         wgmma_wait<0>();
         fence_accum<D / 2>(o);
-#pragma unroll
-        for (int i = 0; i < BN / 4; ++i) reg_fence_u32(p[i]);
-        if (lane == 0) mbar_arrive(v_empty + 8 * st);
+        fence_regs<BN / 4>(p);
+        if (lane == 0) mbar_arrive(v_empty + 8 * lst);
     }
     write_output<BF16, D>(a, t, wg, tid, o, m, l, smem + HOPPER_Q_OFF + wg * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D),
                           q_tile);

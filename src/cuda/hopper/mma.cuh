@@ -47,6 +47,13 @@ template <int N> static __device__ __forceinline__ void fence_accum(float *d)
     for (int i = 0; i < N; ++i) reg_fence(d[i]);
 }
 
+/* The same for P's registers, which a wgmma RS reads until it has completed. */
+template <int N> static __device__ __forceinline__ void fence_regs(uint32_t *r)
+{
+#pragma unroll
+    for (int i = 0; i < N; ++i) reg_fence_u32(r[i]);
+}
+
 /* Byte offset of the k16 step kk inside a K-major swizzled tile of `rows` rows: four 32-byte steps
  * per 128-byte row, then the next 64-column chunk. */
 static __device__ __forceinline__ uint32_t kmajor_step(int kk, int rows)
