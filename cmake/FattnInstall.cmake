@@ -25,5 +25,8 @@ set(FATTN_PC_PRIVATE_LIBS "-lpthread -lm")
 if(FATTN_HAS_CUDA_OBJECTS)
   set(FATTN_PC_PRIVATE_LIBS "${FATTN_PC_PRIVATE_LIBS} -L${CUDAToolkit_LIBRARY_DIR} -lcudart_static -ldl -lrt")
 endif()
+# The .pc file finds its prefix relative to itself, so `cmake --install --prefix X` relocates it.
+file(RELATIVE_PATH FATTN_PC_TO_PREFIX /root/${CMAKE_INSTALL_LIBDIR}/pkgconfig /root)
+string(REGEX REPLACE "/$" "" FATTN_PC_TO_PREFIX "${FATTN_PC_TO_PREFIX}")
 configure_file(${PROJECT_SOURCE_DIR}/cmake/fattn.pc.in ${PROJECT_BINARY_DIR}/fattn.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/fattn.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
