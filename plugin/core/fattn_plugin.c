@@ -533,6 +533,14 @@ static fattn_tensor make_view(int32_t layout, const shape4 *s, void *data)
     return t;
 }
 
+/*
+ * Stand-in addresses for the shape-only questions the plugin asks libfattn (configurePlugin,
+ * onShapeChange): fattn_cuda_supported validates pointers as it would for a launch (non-NULL,
+ * aligned, output disjoint from the inputs) but reads no memory. They are 2^44 bytes apart,
+ * beyond any tensor read_shape admits (2^40 elements of at most 4 bytes).
+ */
+static void *placeholder(int index) { return (void *)((uintptr_t)(index + 1) << 44); }
+
 static void fill_params(const fattn_plugin_config *config, int32_t dtype, const shape4 s[3],
                         const void *const *input_data, void *const *output_data, fattn_params *p)
 {
@@ -548,10 +556,13 @@ static void fill_params(const fattn_plugin_config *config, int32_t dtype, const 
     p->causal = config->causal;
     p->scale = config->scale;
     /* fattn never writes through q, k, v: the casts only fit fattn_tensor's one pointer type. */
-    p->q = make_view(config->layout, &s[IO_Q], input_data ? (void *)input_data[IO_Q] : NULL);
-    p->k = make_view(config->layout, &s[IO_K], input_data ? (void *)input_data[IO_K] : NULL);
-    p->v = make_view(config->layout, &s[IO_V], input_data ? (void *)input_data[IO_V] : NULL);
-    p->o = make_view(config->layout, &s[IO_Q], output_data ? output_data[0] : NULL);
+    p->q = make_view(config->layout, &s[IO_Q],
+                     input_data ? (void *)input_data[IO_Q] : placeholder(IO_Q));
+    p->k = make_view(config->layout, &s[IO_K],
+                     input_data ? (void *)input_data[IO_K] : placeholder(IO_K));
+    p->v = make_view(config->layout, &s[IO_V],
+                     input_data ? (void *)input_data[IO_V] : placeholder(IO_V));
+    p->o = make_view(config->layout, &s[IO_Q], output_data ? output_data[0] : placeholder(IO_O));
     p->lse = NULL;
 }
 

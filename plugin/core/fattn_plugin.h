@@ -212,7 +212,8 @@ FATTN_PLUGIN_API fattn_status fattn_plugin_workspace_size(const fattn_plugin_con
 
 /*
  * Maps concrete tensor descriptions and pointers onto fattn_params (strides per layout,
- * contiguous tensors). Pointers may be NULL for checks that read no memory.
+ * contiguous tensors). With NULL pointer arrays, params get distinct non-NULL stand-in addresses
+ * that libfattn's support check accepts: use them only for questions that read no memory.
  */
 FATTN_PLUGIN_API fattn_status fattn_plugin_make_params(const fattn_plugin_config *config,
                                                        const fattn_plugin_tensor *inputs,

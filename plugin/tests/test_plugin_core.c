@@ -468,8 +468,13 @@ static void test_configure(void)
                                          dyn(FATTN_DTYPE_BF16, kmin, kmax)};
         fattn_plugin_dyn_tensor out[1] = {dyn(FATTN_DTYPE_BF16, qmin, qmax)};
         fattn_params pmin, pmax;
-        fattn_params_bshd(&pmin, 1, 1, 1, 8, 2, 64, FATTN_DTYPE_BF16, NULL, NULL, NULL, NULL);
-        fattn_params_bshd(&pmax, 1, 300, 300, 8, 2, 64, FATTN_DTYPE_BF16, NULL, NULL, NULL, NULL);
+        /* Addresses that are never dereferenced: libfattn's support check wants real-looking ones. */
+        void *fake[4] = {(void *)((uintptr_t)1 << 44), (void *)((uintptr_t)2 << 44),
+                         (void *)((uintptr_t)3 << 44), (void *)((uintptr_t)4 << 44)};
+        fattn_params_bshd(&pmin, 1, 1, 1, 8, 2, 64, FATTN_DTYPE_BF16, fake[0], fake[1], fake[2],
+                          fake[3]);
+        fattn_params_bshd(&pmax, 1, 300, 300, 8, 2, 64, FATTN_DTYPE_BF16, fake[0], fake[1],
+                          fake[2], fake[3]);
         pmin.mode = pmax.mode = (fattn_mode)mode;
         pmin.causal = pmax.causal = 1;
         fattn_status want = fattn_cuda_supported(&pmin);
