@@ -1,0 +1,143 @@
+"""Numeric proof of `fattn-onnx fuse`: the original graph run by onnxruntime on the CPU against
+the fused graph, whose CustomAttnPlugin node is computed by libfattn's CPU forward (through
+python/fattn/capi.py) and whose remaining layout ops run in onnx's reference evaluator. Inputs
+are fresh random numbers (seed printed); both outputs are also held to a float64 reference."""
+import os
+
+import numpy as np
+import onnx
+import pytest
+
+import fo_graphs
+from fo_testlib import (FIXTURES, attrs, check, fresh_rng, ops, plugin_nodes,
+                        reference_attention, rel_l2, run_fused, run_ort, run_tool)
+
+# fp32: libfattn accumulates in fp32 exactly like the graph; fp16: one rounding of P and O.
+BOUND = {np.dtype(np.float32): 1e-4, np.dtype(np.float16): 5e-3}
+
+# id, decomposition() arguments, expected layout, inserted Transposes, causal
+DECOMPOSITIONS = [
+    ("bshd_div_causal", dict(mask="causal_add"), 0, 0, 1),
+    ("bshd_two_step_k_mul", dict(k_form="two_step", scale_form="mul"), 0, 0, 0),
+    ("bhsd_no_out_transpose", dict(layout="bhsd", out_transpose=False), 1, 0, 0),
+    ("bhsd_out_transpose", dict(layout="bhsd"), 1, 0, 0),
+    ("pre_scaled_qk_where", dict(scale_form="pre_qk", mask="causal_where"), 0, 0, 1),
+    ("where_fill_first_sq_lt_skv", dict(sq=3, skv=7, mask="causal_where_fill_first"), 0, 0, 1),
+    ("causal_sq_ne_skv_finite_mask", dict(sq=4, skv=9, mask="causal_add", mask_value=-1e9),
+     0, 0, 1),
+    ("mask_before_scale", dict(mask="mask_before_scale"), 0, 0, 1),
+    ("k_given_transposed", dict(layout="kt"), 0, 1, 0),
+    ("mqa", dict(hq=4, hkv=1, mask="causal_add"), 0, 0, 1),
+    ("empty_mask", dict(mask="zeros"), 0, 0, 0),
+    ("no_scale", dict(scale_form="none"), 0, 0, 0),
+    ("seqlen_q_1", dict(sq=1, skv=6, mask="causal_add"), 0, 0, 0),
+    ("odd_sizes", dict(b=1, sq=17, skv=33, hq=3, hkv=3, d=16, mask="causal_add"), 0, 0, 1),
+    ("fp16_causal", dict(dtype=np.float16, mask="causal_add", d=16), 0, 0, 1),
+    ("opset_11", dict(opset=11, mask="causal_add"), 0, 0, 1),
+]
+
+
+def canonical_inputs(feeds, layout):
+    """q, k, v as [B,H,S,D] from a decomposition's graph inputs."""
+    q, k, v = feeds["q"], feeds["k"], feeds["v"]
+    if layout == "bhsd":
+        return q, k, v
+    q, v = q.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
+    k = k.transpose(0, 1, 3, 2) if layout == "kt" else k.transpose(0, 2, 1, 3)
+    return q, k, v
+
+
+def fuse_and_compare(tmp_path, model, feeds, reference, name):
+    src = tmp_path / "in.onnx"
+    dst = tmp_path / "fused.onnx"
+    onnx.save(model, src)
+    check(model)
+    out, _ = run_tool("fuse", src, dst)
+    print(out)
+    fused = check(dst)
+    expected = run_ort(model, feeds)[0]
+    got = run_fused(fused, feeds)[0]
+    bound = BOUND[np.dtype(expected.dtype)]
+    err_ort = rel_l2(got, expected)
+    err_ref = rel_l2(got, reference)
+    err_ort_ref = rel_l2(expected, reference)
+    print(f"{name}: rel L2 fused vs onnxruntime {err_ort:.2e}, fused vs float64 {err_ref:.2e}, "
+          f"onnxruntime vs float64 {err_ort_ref:.2e} (bound {bound:g})")
+    assert got.shape == expected.shape and got.dtype == expected.dtype
+    assert err_ort <= bound and err_ref <= bound
+    return fused
+
+
+@pytest.mark.parametrize("case", DECOMPOSITIONS, ids=[c[0] for c in DECOMPOSITIONS])
+def test_decomposition_fused_matches_onnxruntime(tmp_path, case):
+    name, kwargs, layout, inserted, causal = case
+    rng = fresh_rng(name)
+    model = fo_graphs.decomposition(**kwargs)
+    feeds = fo_graphs.random_inputs(model, rng)
+    d = kwargs.get("d", 8)
+    scale = 1.0 if kwargs.get("scale_form") == "none" else 1.0 / np.sqrt(d)
+    q, k, v = canonical_inputs(feeds, kwargs.get("layout", "bshd"))
+    ref = reference_attention(q, k, v, causal, scale, layout=1)
+    if kwargs.get("out_transpose", True):
+        ref = ref.transpose(0, 2, 1, 3)
+    fused = fuse_and_compare(tmp_path, model, feeds, ref, name)
+    (node,) = plugin_nodes(fused)
+    a = attrs(node)
+    assert a["layout"] == layout and a["causal"] == causal and a["mode"] == 0
+    assert a["plugin_version"] == b"1" and a["plugin_namespace"] == b""
+    assert abs(a["scale"] - scale) <= 1e-6 * scale
+    assert not {"MatMul", "Softmax", "Add", "Where", "Div", "Mul"} & set(ops(fused))
+    assert sum(n.name.startswith("fattn_attention_") and n.op_type == "Transpose"
+               for n in fused.graph.node) == inserted
+
+
+ATTENTIONS = [
+    ("gqa", dict(hq=4, hkv=2), 1, 0, 0),
+    ("causal_explicit_scale", dict(causal=1, scale=0.3), 1, 0, 1),
+    ("bshd_transposes", dict(layout="bshd", causal=1), 0, 0, 1),
+    ("mqa", dict(hq=4, hkv=1, sq=6, skv=11), 1, 0, 0),
+]
+
+
+@pytest.mark.parametrize("case", ATTENTIONS, ids=[c[0] for c in ATTENTIONS])
+def test_onnx_attention_fused_matches_onnxruntime(tmp_path, case):
+    name, kwargs, layout, inserted, causal = case
+    rng = fresh_rng(name)
+    model = fo_graphs.onnx_attention(**kwargs)
+    feeds = fo_graphs.random_inputs(model, rng)
+    q, k, v = feeds["q"], feeds["k"], feeds["v"]
+    if kwargs.get("layout") == "bshd":
+        q, k, v = (x.transpose(0, 2, 1, 3) for x in (q, k, v))
+    ref = reference_attention(q, k, v, causal, kwargs.get("scale"), layout=1)
+    if kwargs.get("layout") == "bshd":
+        ref = ref.transpose(0, 2, 1, 3)
+    fused = fuse_and_compare(tmp_path, model, feeds, ref, name)
+    (node,) = plugin_nodes(fused)
+    a = attrs(node)
+    assert a["layout"] == layout and a["causal"] == causal
+    assert ("scale" in a) == ("scale" in kwargs)
+    assert "Attention" not in ops(fused)
+    assert sum(n.op_type == "Transpose" for n in fused.graph.node) == inserted
+
+
+@pytest.mark.parametrize("fixture", ["torch_attention_block.onnx", "torch_sdpa_opset23.onnx"])
+def test_torch_export_fused(tmp_path, fixture):
+    """The torch-exported blocks (make_torch_fixtures.py): one causal site each, fused into a
+    BSHD plugin node fed straight from the head Reshapes, same output as onnxruntime."""
+    rng = fresh_rng(fixture)
+    path = os.path.join(FIXTURES, fixture)
+    model = onnx.load(path)
+    x = rng.standard_normal((1, 8, 32)).astype(np.float32)
+    dst = tmp_path / "fused.onnx"
+    out, _ = run_tool("fuse", path, dst)
+    print(out)
+    fused = check(dst)
+    (node,) = plugin_nodes(fused)
+    a = attrs(node)
+    assert a["layout"] == 0 and a["causal"] == 1
+    assert not {"Softmax", "Attention", "Transpose"} & set(ops(fused))
+    expected = run_ort(model, {"x": x})[0]
+    got = run_fused(fused, {"x": x})[0]
+    err = rel_l2(got, expected)
+    print(f"{fixture}: rel L2 fused vs onnxruntime {err:.2e}")
+    assert err <= 1e-4
