@@ -274,54 +274,69 @@ static int64_t elem_index(const fattn_tensor *t, int64_t b, int64_t s, int64_t h
     return b * t->stride_batch + s * t->stride_seq + h * t->stride_head + d;
 }
 
-int tu_reference(const fattn_params *p, double *out, double *lse)
+/* One query row; scores has seqlen_kv entries, qrow head_dim. */
+static void reference_row(const fattn_params *p, int64_t b, int64_t h, int64_t i, double *scores,
+                          double *qrow, double *o, double *lse)
 {
-    const int64_t d = p->head_dim, skv = p->seqlen_kv, group = p->heads_q / p->heads_kv;
+    const int64_t d = p->head_dim, skv = p->seqlen_kv, g = h / (p->heads_q / p->heads_kv);
     double scale = p->scale != 0.0f ? (double)p->scale : 1.0 / sqrt((double)d);
-    double *scores = malloc((size_t)skv * sizeof(double));
-    double *qrow = malloc((size_t)d * sizeof(double));
-    if (!scores || !qrow) {
-        free(scores);
-        free(qrow);
-        return -1;
+    for (int64_t k = 0; k < d; k++)
+        qrow[k] = tu_get(p->q.data, elem_index(&p->q, b, i, h, k), p->dtype);
+    /* Bottom-right causal alignment: query i sees keys t <= i + skv - sq. */
+    int64_t visible = p->causal ? i + skv - p->seqlen_q + 1 : skv;
+    if (visible > skv)
+        visible = skv;
+    double mx = -INFINITY;
+    for (int64_t t = 0; t < visible; t++) {
+        double acc = 0;
+        for (int64_t k = 0; k < d; k++)
+            acc += qrow[k] * tu_get(p->k.data, elem_index(&p->k, b, t, g, k), p->dtype);
+        scores[t] = acc * scale;
+        mx = fmax(mx, scores[t]);
     }
-    for (int64_t b = 0; b < p->batch; b++)
-        for (int64_t h = 0; h < p->heads_q; h++)
-            for (int64_t i = 0; i < p->seqlen_q; i++) {
-                int64_t g = h / group;
-                for (int64_t k = 0; k < d; k++)
-                    qrow[k] = tu_get(p->q.data, elem_index(&p->q, b, i, h, k), p->dtype);
-                /* Bottom-right causal alignment: query i sees keys t <= i + skv - sq. */
-                int64_t visible = p->causal ? i + skv - p->seqlen_q + 1 : skv;
-                if (visible > skv)
-                    visible = skv;
-                double mx = -INFINITY;
-                for (int64_t t = 0; t < visible; t++) {
-                    double acc = 0;
-                    for (int64_t k = 0; k < d; k++)
-                        acc += qrow[k] * tu_get(p->k.data, elem_index(&p->k, b, t, g, k), p->dtype);
-                    scores[t] = acc * scale;
-                    mx = fmax(mx, scores[t]);
-                }
-                double sum = 0;
-                for (int64_t t = 0; t < visible; t++) {
-                    scores[t] = exp(scores[t] - mx);
-                    sum += scores[t];
-                }
-                double *o = out + ((b * p->seqlen_q + i) * p->heads_q + h) * d;
-                for (int64_t k = 0; k < d; k++) {
-                    double acc = 0;
-                    for (int64_t t = 0; t < visible; t++)
-                        acc += scores[t] * tu_get(p->v.data, elem_index(&p->v, b, t, g, k), p->dtype);
-                    o[k] = visible > 0 ? acc / sum : 0.0;
-                }
-                if (lse)
-                    lse[(b * p->heads_q + h) * p->seqlen_q + i] =
-                        visible > 0 ? mx + log(sum) : -INFINITY;
-            }
+    double sum = 0;
+    for (int64_t t = 0; t < visible; t++) {
+        scores[t] = exp(scores[t] - mx);
+        sum += scores[t];
+    }
+    for (int64_t k = 0; k < d; k++) {
+        double acc = 0;
+        for (int64_t t = 0; t < visible; t++)
+            acc += scores[t] * tu_get(p->v.data, elem_index(&p->v, b, t, g, k), p->dtype);
+        o[k] = visible > 0 ? acc / sum : 0.0;
+    }
+    if (lse)
+        *lse = visible > 0 ? mx + log(sum) : -INFINITY;
+}
+
+int tu_reference_row(const fattn_params *p, int64_t b, int64_t h, int64_t i, double *out,
+                     double *lse)
+{
+    double *scores = malloc((size_t)p->seqlen_kv * sizeof(double));
+    double *qrow = malloc((size_t)p->head_dim * sizeof(double));
+    if (scores && qrow)
+        reference_row(p, b, h, i, scores, qrow, out, lse);
+    int rc = scores && qrow ? 0 : -1;
     free(scores);
     free(qrow);
-    return 0;
+    return rc;
+}
+
+int tu_reference(const fattn_params *p, double *out, double *lse)
+{
+    double *scores = malloc((size_t)p->seqlen_kv * sizeof(double));
+    double *qrow = malloc((size_t)p->head_dim * sizeof(double));
+    if (scores && qrow)
+        for (int64_t b = 0; b < p->batch; b++)
+            for (int64_t h = 0; h < p->heads_q; h++)
+                for (int64_t i = 0; i < p->seqlen_q; i++)
+                    reference_row(p, b, h, i, scores, qrow,
+                                  out + ((b * p->seqlen_q + i) * p->heads_q + h) * p->head_dim,
+                                  lse ? lse + (b * p->heads_q + h) * p->seqlen_q + i : NULL);
+    int rc = scores && qrow ? 0 : -1;
+    free(scores);
+    free(qrow);
+    return rc;
 }
 
 int tu_check_output(const tu_problem *pr, const void *out_host, const float *lse_host,

@@ -91,6 +91,11 @@ void tu_problem_poison(tu_problem *pr);
  * lse: [B][Hq][Sq] or NULL. Rows that see no key give 0 and -Inf. Returns 0, -1 on no memory. */
 int tu_reference(const fattn_params *params, double *out, double *lse);
 
+/* The same for one query row (b, h, i): out gets head_dim values, lse one (if non-NULL). For
+ * problems too large to check whole, e.g. sampled rows in the demo. Returns 0, -1 on no memory. */
+int tu_reference_row(const fattn_params *params, int64_t b, int64_t h, int64_t i, double *out,
+                     double *lse);
+
 typedef struct tu_check {
     double rel_l2;        /* ||o - ref|| / ||ref|| over the output view */
     double max_abs;       /* max |o - ref| */

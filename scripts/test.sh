@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run):
+#   1. install dependencies (scripts/install-deps.sh; FATTN_SKIP_DEPS=1 skips it);
+#   2. a sanitized build (ASan+UBSan, no CUDA) and `ctest -LE python` on it;
+#   3. a plain Release build (CUDA when nvcc is found) and every test on it, `python` label
+#      included. CTest's summary is printed for each; the exit status is non-zero if any
+#      build or test failed.
+# Build folders go under $FATTN_BUILD_ROOT (default: build-test/ in the repository).
+set -uo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+builds=${FATTN_BUILD_ROOT:-$root/build-test}
+jobs=$(nproc 2>/dev/null || echo 2)
+status=0
+
+if [ "${FATTN_SKIP_DEPS:-0}" != 1 ]; then
+  bash "$root/scripts/install-deps.sh" || exit 1
+fi
+generator=()
+if command -v ninja >/dev/null 2>&1; then
+  generator=(-G Ninja)
+fi
+
+run_suite() { # name, ctest args..., -- cmake args...
+  local name=$1
+  shift
+  local ctest_args=()
+  while [ "$1" != "--" ]; do
+    ctest_args+=("$1")
+    shift
+  done
+  shift
+  local dir=$builds/$name
+  echo "== $name: configure and build in $dir"
+  if ! cmake -S "$root" -B "$dir" "${generator[@]}" "$@" || ! cmake --build "$dir" -j "$jobs"; then
+    echo "== $name: BUILD FAILED"
+    status=1
+    return
+  fi
+  echo "== $name: ctest ${ctest_args[*]}"
+  if ! (cd "$dir" && ctest --output-on-failure -j "$jobs" "${ctest_args[@]}"); then
+    status=1
+  fi
+}
+
+run_suite sanitized -LE python -- -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFATTN_SANITIZE=ON \
+  -DFATTN_ENABLE_CUDA=OFF
+cuda=OFF
+if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
+  cuda=ON
+  export PATH=$PATH:/usr/local/cuda/bin
+fi
+run_suite release -- -DCMAKE_BUILD_TYPE=Release -DFATTN_ENABLE_CUDA=$cuda \
+  "-DFATTN_CUDA_ARCHS=90a-real;80-real"
+
+if [ $status -eq 0 ]; then
+  echo "== scripts/test.sh: all builds and tests passed"
+else
+  echo "== scripts/test.sh: FAILED (see above)"
+fi
+exit $status
