@@ -146,6 +146,13 @@ static double tolerance(fattn_dtype dt)
     return dt == FATTN_DTYPE_F16 ? 5e-3 : 1e-2;
 }
 
+/* LSE error relative to 1 + |lse|. fp32 inputs are staged as bf16, which moves the scores
+ * themselves by ~2^-9 relative, hence the looser bound there. */
+static double lse_tolerance(fattn_dtype dt)
+{
+    return dt == FATTN_DTYPE_F32 ? 1e-2 : 1e-3;
+}
+
 typedef struct device_case {
     fattn_params p;
     void *dq, *dk, *dv, *dqkv, *dout, *ws;
@@ -310,7 +317,7 @@ static void run_case(const gcase *c, uint64_t seed)
                             lse_bad++;
                     } else {
                         double e = fabs((double)got - lse_ref) / (1.0 + fabs(lse_ref));
-                        if (!(e <= 1e-3))
+                        if (!(e <= lse_tolerance(c->dt)))
                             lse_bad++;
                         if (e > lse_err)
                             lse_err = e;

@@ -5,8 +5,10 @@
  *   S = Q K^T        mma.sync m16n8k16, Q and K fragments read from shared memory by ldmatrix
  *   online softmax   in registers, exp2 with scale*log2(e) folded into one FFMA per element
  *   O += P V         P re-packed from the S accumulators into A fragments, V by ldmatrix.trans
- * K/V tiles stream through STAGES shared-memory buffers filled by 16-byte cp.async, so the next
- * tile is in flight while the current one is multiplied. Rows are padded by 16 bytes, which
+ * K/V tiles stream through shared memory by 16-byte cp.async. STAGES >= 2: that many K+V buffers,
+ * the next tiles in flight while the current one is multiplied. STAGES == 1 (FA2's own scheme,
+ * for the large head dims where two CTAs per SM matter more than depth): one K and one V
+ * buffer, V_j loading under Q K_j^T and the softmax, K_j+1 loading under P V_j. Rows are padded by 16 bytes, which
  * makes every ldmatrix phase (8 rows of one 16-byte column) hit 8 distinct bank groups for all
  * supported head dims without a swizzle.
  */
@@ -84,7 +86,7 @@ __global__ void __launch_bounds__(NW * 32, (NW == 4) ? 2 : 1)
     const int DT = D / 8;    /* 8-column O tiles */
     const int PITCH = D + 8; /* padded smem row, elements */
     static_assert(WR % 16 == 0 && BN % 16 == 0 && D % 16 == 0, "tile shape");
-    static_assert(STAGES >= 2, "the pipeline needs two buffers at least");
+    static_assert(STAGES >= 1, "the pipeline needs a buffer");
 
     extern __shared__ __align__(16) uint16_t smem[];
     const uint32_t sQ = fattn_smem_addr(smem);
@@ -114,6 +116,10 @@ __global__ void __launch_bounds__(NW * 32, (NW == 4) ? 2 : 1)
 
     if (n_blocks > 0) {
         fattn_load_tile<D, BM, NTHREADS>(sQ, qg, a.q_ss, m0, Sq, tid);
+        if (STAGES == 1) {
+            fattn_load_tile<D, BN, NTHREADS>(sK, kg, a.k_ss, 0, Skv, tid);
+            fattn_cp_async_commit();
+        }
 #pragma unroll
         for (int st = 0; st < STAGES - 1; st++) {
             if (st < n_blocks) {
@@ -150,20 +156,26 @@ __global__ void __launch_bounds__(NW * 32, (NW == 4) ? 2 : 1)
     const int col_lane = (lane & 3) * 2;
 
     for (int j = 0; j < n_blocks; j++) {
-        fattn_cp_async_wait<STAGES - 2>();
-        __syncthreads();
-        {
-            int nj = j + STAGES - 1;
+        uint32_t kbuf = sK, vbuf = sV;
+        if (STAGES == 1) {
+            fattn_cp_async_wait<0>(); /* K_j landed; every warp is past P V_j-1 */
+            __syncthreads();
+            fattn_load_tile<D, BN, NTHREADS>(sV, vg, a.v_ss, j * BN, Skv, tid);
+            fattn_cp_async_commit();
+        } else {
+            fattn_cp_async_wait<(STAGES >= 2 ? STAGES - 2 : 0)>();
+            __syncthreads();
+            const int nj = j + STAGES - 1;
             if (nj < n_blocks) {
-                int st = nj % STAGES;
-                fattn_load_tile<D, BN, NTHREADS>(sK + st * BN * PITCH * 2, kg, a.k_ss, nj * BN, Skv, tid);
-                fattn_load_tile<D, BN, NTHREADS>(sV + st * BN * PITCH * 2, vg, a.v_ss, nj * BN, Skv, tid);
+                const int sn = nj % STAGES;
+                fattn_load_tile<D, BN, NTHREADS>(sK + sn * BN * PITCH * 2, kg, a.k_ss, nj * BN, Skv, tid);
+                fattn_load_tile<D, BN, NTHREADS>(sV + sn * BN * PITCH * 2, vg, a.v_ss, nj * BN, Skv, tid);
             }
             fattn_cp_async_commit();
+            const int st = j % STAGES;
+            kbuf += (uint32_t)(st * BN * PITCH * 2);
+            vbuf += (uint32_t)(st * BN * PITCH * 2);
         }
-        const int st = j % STAGES;
-        const uint32_t kbuf = sK + (uint32_t)(st * BN * PITCH * 2);
-        const uint32_t vbuf = sV + (uint32_t)(st * BN * PITCH * 2);
         const int n0 = j * BN;
 
         float s[MT][NT][4];
@@ -211,11 +223,19 @@ __global__ void __launch_bounds__(NW * 32, (NW == 4) ? 2 : 1)
                     }
         }
 
+        /* Online softmax against a lagging reference maximum (FA4's trick): the reference moves
+         * only when a row's tile maximum exceeds it by more than 2^8 in exp2 units, so P stays
+         * <= 256 and the fp32 sums stay far from overflow, while the O rescale (a multiply per
+         * accumulator) runs only when some row of the warp moved, which on long sequences is
+         * rare. The final division by the row sum makes the result independent of the
+         * reference. row_max holds the reference in log2 units (scale folded in). */
+        float alpha[MT][2];
+        bool moved = false;
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
 #pragma unroll
             for (int hf = 0; hf < 2; hf++) {
-                float mx = row_max[mt][hf];
+                float mx = -INFINITY;
 #pragma unroll
                 for (int nt = 0; nt < NT; nt++) {
                     mx = fmaxf(mx, s[mt][nt][2 * hf]);
@@ -223,11 +243,17 @@ __global__ void __launch_bounds__(NW * 32, (NW == 4) ? 2 : 1)
                 }
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                /* A row that has seen no key yet keeps max -inf; subtracting 0 instead keeps
-                 * its exponentials at exp2(-inf) = 0 rather than NaN. */
-                const float ms = mx == -INFINITY ? 0.f : mx * sl2;
-                const float alpha = fattn_exp2(row_max[mt][hf] * sl2 - ms);
-                row_max[mt][hf] = mx;
+                const float ref = row_max[mt][hf];
+                const float cand = mx * sl2; /* -inf while the row has seen no key */
+                alpha[mt][hf] = 1.f;
+                if (cand > ref + 8.f) {
+                    alpha[mt][hf] = fattn_exp2(ref - cand); /* 0 on the first move */
+                    row_max[mt][hf] = cand;
+                    moved = true;
+                }
+                /* A row that has seen no key keeps -inf; subtracting 0 instead keeps its
+                 * exponentials at exp2(-inf) = 0 rather than NaN. */
+                const float ms = row_max[mt][hf] == -INFINITY ? 0.f : row_max[mt][hf];
                 float sum = 0.f;
 #pragma unroll
                 for (int nt = 0; nt < NT; nt++) {
@@ -237,13 +263,27 @@ __global__ void __launch_bounds__(NW * 32, (NW == 4) ? 2 : 1)
                     s[mt][nt][2 * hf + 1] = p1;
                     sum += p0 + p1;
                 }
-                row_sum[mt][hf] = row_sum[mt][hf] * alpha + sum;
+                row_sum[mt][hf] = row_sum[mt][hf] * alpha[mt][hf] + sum;
+            }
+        if (__any_sync(0xffffffffu, moved)) {
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
 #pragma unroll
                 for (int dt = 0; dt < DT; dt++) {
-                    o[mt][dt][2 * hf] *= alpha;
-                    o[mt][dt][2 * hf + 1] *= alpha;
+                    o[mt][dt][0] *= alpha[mt][0];
+                    o[mt][dt][1] *= alpha[mt][0];
+                    o[mt][dt][2] *= alpha[mt][1];
+                    o[mt][dt][3] *= alpha[mt][1];
                 }
-            }
+        }
+
+        if (STAGES == 1) {
+            fattn_cp_async_wait<0>(); /* V_j landed; every warp is past Q K_j^T */
+            __syncthreads();
+            if (j + 1 < n_blocks)
+                fattn_load_tile<D, BN, NTHREADS>(sK, kg, a.k_ss, (j + 1) * BN, Skv, tid);
+            fattn_cp_async_commit();
+        }
 
 #pragma unroll
         for (int ks = 0; ks < BN / 16; ks++) {
@@ -293,7 +333,7 @@ __global__ void __launch_bounds__(NW * 32, (NW == 4) ? 2 : 1)
                 }
             }
             if (a.lse != NULL && (lane & 3) == 0) {
-                float v = l > 0.f ? (row_max[mt][hf] * sl2 + __log2f(l)) * 0.69314718055994531f
+                float v = l > 0.f ? (row_max[mt][hf] + __log2f(l)) * 0.69314718055994531f
                                   : -INFINITY;
                 a.lse[((int64_t)b * a.heads_q + h) * Sq + row] = v;
             }

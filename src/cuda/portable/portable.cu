@@ -8,24 +8,30 @@
 
 #define FATTN_WS_ALIGN 256u
 
-/* Tile shapes per head dim (as FA2 picks them for sm80/sm90): 128 query rows per CTA; 4 warps of
- * 32 rows while the O accumulators fit in registers (d <= 128), 8 warps of 16 rows above that.
- * d64 takes 128-key tiles because its accumulators leave room for twice the S tile. */
+/* Tile shapes per head dim, (D, BM, BN, warps, stages), as FA2 picks them for sm90: warps of 32
+ * query rows while the O accumulators fit in registers (d <= 128), 16 rows above that, with
+ * single K/V buffers so that two CTAs share an SM. d64 takes 128-key tiles because its
+ * accumulators leave room for twice the S tile. */
 #define FATTN_CFG_64 64, 128, 128, 4, 2
 #define FATTN_CFG_96 96, 128, 64, 4, 2
 #define FATTN_CFG_128 128, 128, 64, 4, 2
-#define FATTN_CFG_192 192, 128, 64, 8, 2
-#define FATTN_CFG_256 256, 128, 64, 8, 2
-#define FATTN_BLOCK_M 128
+#define FATTN_CFG_192 192, 64, 64, 4, 1
+#define FATTN_CFG_256 256, 64, 64, 4, 1
+#define FATTN_BLOCK_M 128 /* the largest BM above */
+
+template <int D, int BM, int BN, int NW, int STAGES> static size_t fattn_smem_of(void)
+{
+    return FATTN_PORTABLE_SMEM(D, BM, BN, STAGES);
+}
 
 static size_t fattn_smem_for_dim(int64_t d)
 {
     switch (d) {
-    case 64: return FATTN_PORTABLE_SMEM(64, 128, 128, 2);
-    case 96: return FATTN_PORTABLE_SMEM(96, 128, 64, 2);
-    case 128: return FATTN_PORTABLE_SMEM(128, 128, 64, 2);
-    case 192: return FATTN_PORTABLE_SMEM(192, 128, 64, 2);
-    case 256: return FATTN_PORTABLE_SMEM(256, 128, 64, 2);
+    case 64: return fattn_smem_of<FATTN_CFG_64>();
+    case 96: return fattn_smem_of<FATTN_CFG_96>();
+    case 128: return fattn_smem_of<FATTN_CFG_128>();
+    case 192: return fattn_smem_of<FATTN_CFG_192>();
+    case 256: return fattn_smem_of<FATTN_CFG_256>();
     default: return 0;
     }
 }
@@ -161,8 +167,10 @@ static fattn_status fattn_stage(const fattn_params *p, const fattn_tensor *t, in
 }
 
 template <int D, int BM, int BN, int NW, int STAGES, int E, int OE>
-static fattn_status fattn_launch(const fattn_portable_args *args, int batch, cudaStream_t stream)
+static fattn_status fattn_launch(const fattn_portable_args *in, int batch, cudaStream_t stream)
 {
+    fattn_portable_args args = *in;
+    args.num_m_blocks = (args.seqlen_q + BM - 1) / BM;
     const size_t smem = FATTN_PORTABLE_SMEM(D, BM, BN, STAGES);
     void (*kernel)(const fattn_portable_args) = fattn_portable_fwd<D, BM, BN, NW, STAGES, E, OE>;
     fattn_status st = fattn_cuda_check(
@@ -170,8 +178,8 @@ static fattn_status fattn_launch(const fattn_portable_args *args, int batch, cud
         "cudaFuncSetAttribute(portable kernel shared memory)");
     if (st)
         return st;
-    dim3 grid((unsigned)args->num_m_blocks, (unsigned)args->heads_q, (unsigned)batch);
-    kernel<<<grid, NW * 32, smem, stream>>>(*args);
+    dim3 grid((unsigned)args.num_m_blocks, (unsigned)args.heads_q, (unsigned)batch);
+    kernel<<<grid, NW * 32, smem, stream>>>(args);
     return fattn_cuda_check(cudaGetLastError(), "launching the portable attention kernel");
 }
 
@@ -220,7 +228,7 @@ extern "C" fattn_status fattn_portable_forward(const fattn_params *p, void *work
     a.heads_q = (int)p->heads_q;
     a.group = (int)(p->heads_q / p->heads_kv);
     a.causal = p->causal != 0;
-    a.num_m_blocks = (int)((p->seqlen_q + FATTN_BLOCK_M - 1) / FATTN_BLOCK_M);
+    a.num_m_blocks = 0; /* set per configuration by fattn_launch */
     a.scale_log2 = fattn_effective_scale(p) * 1.4426950408889634f;
     const int batch = (int)p->batch;
     switch (p->dtype) {
