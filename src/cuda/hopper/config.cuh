@@ -1,7 +1,7 @@
 /* Kernel arguments and the shared-memory layout of the Hopper forward.
  *
- * A CTA computes NWG*64 query rows of one (batch, head): warpgroup 0 is the producer (TMA loads),
- * warpgroups 1..NWG are consumers, each owning 64 query rows. K and V tiles of BN rows stream
+ * A persistent CTA computes tiles of NWG*64 query rows of one (batch, head) in turn: warpgroup 0 is
+ * the producer (TMA loads), warpgroups 1..NWG are consumers, each owning 64 query rows. K and V tiles of BN rows stream
  * through STAGES shared-memory stages. Every tile is stored as D/64 column chunks of
  * rows x 128 bytes with the 128-byte swizzle, the layout both TMA and wgmma read. */
 #ifndef FATTN_HOPPER_CONFIG_CUH
@@ -18,6 +18,7 @@ typedef struct hopper_args {
     int heads_q;
     int group; /* heads_q / heads_kv */
     int m_blocks;
+    int tiles; /* m_blocks * heads_q * batch */
     float scale_log2; /* softmax scale * log2(e), so exp(x * scale) = exp2(x * scale_log2) */
 } hopper_args;
 
@@ -27,13 +28,20 @@ typedef struct hopper_args {
 /* Bytes of a rows x D tile (2-byte elements). */
 #define HOPPER_TILE_BYTES(rows, D) ((rows) * (D) * 2)
 
-/* Offsets from the 1024-byte-aligned base: Q (one tile per consumer), K stages, V stages,
- * then the mbarriers: q_full[NWG], k_full[S], k_empty[S], v_full[S], v_empty[S]. */
+/* Whether O is staged in its own tiles (so the next tile's Q can load while this tile's epilogue
+ * runs) or in the warpgroup's Q tile (d256: no room for both). */
+#define HOPPER_O_SEPARATE(D) ((D) <= 128)
+
+/* Offsets from the 1024-byte-aligned base: Q (one tile per consumer), K stages, V stages, O (one
+ * tile per consumer, when separate), then the mbarriers: q_full[NWG], q_empty[NWG], k_full[S],
+ * k_empty[S], v_full[S], v_empty[S]. */
 #define HOPPER_Q_OFF 0
 #define HOPPER_K_OFF(D, NWG) (HOPPER_Q_OFF + (NWG) * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D))
 #define HOPPER_V_OFF(D, NWG, BN, S) (HOPPER_K_OFF(D, NWG) + (S) * HOPPER_TILE_BYTES(BN, D))
-#define HOPPER_BAR_OFF(D, NWG, BN, S) (HOPPER_V_OFF(D, NWG, BN, S) + (S) * HOPPER_TILE_BYTES(BN, D))
+#define HOPPER_O_OFF(D, NWG, BN, S) (HOPPER_V_OFF(D, NWG, BN, S) + (S) * HOPPER_TILE_BYTES(BN, D))
+#define HOPPER_BAR_OFF(D, NWG, BN, S)                                                                  \
+    (HOPPER_O_OFF(D, NWG, BN, S) + (HOPPER_O_SEPARATE(D) ? (NWG) * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D) : 0))
 /* The extra 1024 lets the kernel align the dynamic shared-memory base for the swizzle. */
-#define HOPPER_SMEM_BYTES(D, NWG, BN, S) (HOPPER_BAR_OFF(D, NWG, BN, S) + 8 * ((NWG) + 4 * (S)) + 1024)
+#define HOPPER_SMEM_BYTES(D, NWG, BN, S) (HOPPER_BAR_OFF(D, NWG, BN, S) + 8 * (2 * (NWG) + 4 * (S)) + 1024)
 
 #endif

@@ -1,6 +1,6 @@
-/* Consumer epilogue: normalise O by the row sums, write it into the warpgroup's (now free)
- * Q tile in the swizzled layout, and store it with TMA, which clips rows past seqlen_q. The
- * log-sum-exp goes straight from registers. */
+/* Consumer epilogue: normalise O by the row sums, write it in the swizzled layout into the
+ * warpgroup's O tile (or its Q tile, free by now, when O has no tile of its own), and store it with
+ * TMA, which clips rows past seqlen_q. The log-sum-exp goes straight from registers. */
 #ifndef FATTN_HOPPER_EPILOGUE_CUH
 #define FATTN_HOPPER_EPILOGUE_CUH
 
@@ -20,11 +20,13 @@ static __device__ __forceinline__ uint32_t swizzled_offset(int row, int col)
                       (((byte >> 4) ^ (row & 7)) << 4) + (byte & 15));
 }
 
-/* wg: consumer index; tid: thread in the warpgroup; o_tile: the warpgroup's Q tile. */
-template <bool BF16, int D>
+/* wg: consumer index; tid: thread in the warpgroup. With SEPARATE, o_tile is the warpgroup's own
+ * O tile, reused once the previous tile's store has read it; otherwise it is the Q tile, handed
+ * back to the producer through q_empty once this store has read it. */
+template <bool BF16, int D, bool SEPARATE>
 static __device__ __forceinline__ void write_output(const hopper_args *a, const hopper_tile *t, int wg, int tid,
                                                     float *o, const float *m, float *l, uint8_t *o_tile,
-                                                    uint32_t o_tile_addr)
+                                                    uint32_t o_tile_addr, uint32_t q_empty)
 {
     const int lane = tid % 32, r0 = 16 * (tid / 32) + lane / 4;
     float inv[2];
@@ -32,6 +34,10 @@ static __device__ __forceinline__ void write_output(const hopper_args *a, const 
     for (int h = 0; h < 2; ++h) {
         l[h] = quad_sum(l[h]);
         inv[h] = l[h] > 0.0f ? 1.0f / l[h] : 0.0f;
+    }
+    if (SEPARATE) {
+        if (tid == 0) tma_store_wait_read();
+        named_bar_sync(1 + wg, 128);
     }
 #pragma unroll
     for (int g = 0; g < D / 8; ++g)
@@ -62,7 +68,10 @@ static __device__ __forceinline__ void write_output(const hopper_args *a, const 
             }
         }
     }
-    if (tid == 0) tma_store_wait_read();
+    if (!SEPARATE && tid == 0) {
+        tma_store_wait_read();
+        mbar_arrive(q_empty); /* the tile may take the next Q */
+    }
 }
 
 #endif

@@ -177,7 +177,13 @@ extern "C" fattn_status fattn_hopper_forward(const fattn_params *p, cudaStream_t
     args.group = (int)(p->heads_q / p->heads_kv);
     args.m_blocks = (int)((p->seqlen_q + m_rows - 1) / m_rows);
     args.scale_log2 = fattn_effective_scale(p) * 1.4426950408889634f;
-    const int grid = args.m_blocks * (int)(p->heads_q * p->batch);
+    args.tiles = args.m_blocks * (int)(p->heads_q * p->batch);
+    /* persistent: one CTA per multiprocessor, each walking tiles blockIdx.x, + gridDim.x, ... */
+    int dev = 0, sms = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+        return fattn_fail(FATTN_ERR_CUDA, "Hopper kernel: could not read the multiprocessor count");
+    const int grid = args.tiles < sms ? args.tiles : sms;
+    if (grid == 0) return FATTN_OK; /* no query rows: nothing to write */
 
     if (p->dtype == FATTN_DTYPE_BF16)
         return p->causal ? launch_dim<true, true>(p, &args, grid, stream) : launch_dim<true, false>(p, &args, grid, stream);

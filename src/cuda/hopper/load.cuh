@@ -1,5 +1,5 @@
-/* The producer: one thread of warpgroup 0 streams the CTA's Q tiles once and K, V tiles through
- * the stage ring with TMA, each stage guarded by a full barrier (TMA bytes landed) and an empty
+/* The producer: one thread of warpgroup 0 streams each tile's Q and its K, V blocks through the
+ * stage ring with TMA, each stage guarded by a full barrier (TMA bytes landed) and an empty
  * barrier (every consumer warp is done reading it). K and V have separate barriers so that
  * Q K^T can start before V has landed. */
 #ifndef FATTN_HOPPER_LOAD_CUH
@@ -20,27 +20,43 @@ static __device__ __forceinline__ void load_tile(uint32_t dst, const CUtensorMap
         tma_load_4d(dst + c * ROWS * HOPPER_ROW_BYTES, map, bar, c * 64, row, head, batch);
 }
 
-template <int D, int NWG, int BN, int STAGES>
-static __device__ __forceinline__ void produce(const hopper_args *a, const hopper_tile *t, uint32_t smem,
-                                               uint32_t bars)
+/* Loads every consumer's Q tile once the warpgroup has stored its previous output from it. */
+template <int D, int NWG>
+static __device__ __forceinline__ void load_q(const hopper_args *a, const hopper_tile *t, uint32_t smem,
+                                              uint32_t q_full, uint32_t q_empty, int tile_iter)
 {
-    const uint32_t q_full = bars, k_full = bars + 8 * NWG, k_empty = k_full + 8 * STAGES;
-    const uint32_t v_full = k_empty + 8 * STAGES, v_empty = v_full + 8 * STAGES;
-    const uint32_t k_base = smem + HOPPER_K_OFF(D, NWG), v_base = smem + HOPPER_V_OFF(D, NWG, BN, STAGES);
-
 #pragma unroll
-    for (int w = 0; w < NWG; ++w)
+    for (int w = 0; w < NWG; ++w) {
+        mbar_wait(q_empty + 8 * w, (tile_iter & 1) ^ 1);
         load_tile<D, HOPPER_WG_ROWS>(smem + HOPPER_Q_OFF + w * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D), &a->q,
                                      q_full + 8 * w, t->m0 + w * HOPPER_WG_ROWS, t->head, t->batch);
-    for (int j = 0; j < t->n_blocks; ++j) {
-        int s = j % STAGES;
-        uint32_t empty_parity = ((j / STAGES) & 1) ^ 1; /* a fresh barrier counts as released */
-        mbar_wait(k_empty + 8 * s, empty_parity);
-        load_tile<D, BN>(k_base + s * HOPPER_TILE_BYTES(BN, D), &a->k, k_full + 8 * s, j * BN, t->head_kv,
-                         t->batch);
-        mbar_wait(v_empty + 8 * s, empty_parity);
-        load_tile<D, BN>(v_base + s * HOPPER_TILE_BYTES(BN, D), &a->v, v_full + 8 * s, j * BN, t->head_kv,
-                         t->batch);
+    }
+}
+
+/* Walks the same tiles as the consumers. The stage ring runs on across tiles, so the next tile's
+ * first K and V stream in while the consumers finish the current one; its Q waits for the
+ * epilogue, after K_0 has been issued. */
+template <int D, int NWG, int BN, int STAGES, bool CAUSAL>
+static __device__ __forceinline__ void produce(const hopper_args *a, uint32_t smem, uint32_t bars)
+{
+    const uint32_t q_full = bars, q_empty = bars + 8 * NWG, k_full = q_empty + 8 * NWG;
+    const uint32_t k_empty = k_full + 8 * STAGES, v_full = k_empty + 8 * STAGES, v_empty = v_full + 8 * STAGES;
+    const uint32_t k_base = smem + HOPPER_K_OFF(D, NWG), v_base = smem + HOPPER_V_OFF(D, NWG, BN, STAGES);
+    int it = 0;
+    hopper_tile t;
+    for (int tile_iter = 0; tile_of_round<NWG * HOPPER_WG_ROWS, BN, CAUSAL>(a, tile_iter, &t); ++tile_iter) {
+        if (t.n_blocks == 0) load_q<D, NWG>(a, &t, smem, q_full, q_empty, tile_iter);
+        for (int j = 0; j < t.n_blocks; ++j, ++it) {
+            const int s = it % STAGES;
+            const uint32_t empty_parity = ((it / STAGES) & 1) ^ 1; /* a fresh barrier counts as released */
+            mbar_wait(k_empty + 8 * s, empty_parity);
+            load_tile<D, BN>(k_base + s * HOPPER_TILE_BYTES(BN, D), &a->k, k_full + 8 * s, j * BN, t.head_kv,
+                             t.batch);
+            if (j == 0) load_q<D, NWG>(a, &t, smem, q_full, q_empty, tile_iter);
+            mbar_wait(v_empty + 8 * s, empty_parity);
+            load_tile<D, BN>(v_base + s * HOPPER_TILE_BYTES(BN, D), &a->v, v_full + 8 * s, j * BN, t.head_kv,
+                             t.batch);
+        }
     }
 }
 

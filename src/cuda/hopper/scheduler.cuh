@@ -1,8 +1,10 @@
-/* Which tile a CTA computes, and which key blocks it visits.
+/* Which tiles a persistent CTA computes, and which key blocks each visits.
  *
- * CTAs of one (batch, head) are adjacent in launch order so that they run together and share
- * K and V through L2. For causal attention the query blocks of a head run from the last (the
- * longest: it sees every key) to the first, so short tiles fill the tail of the launch. */
+ * CTA c of G takes one tile per round. Non-causal tiles are all alike, so round k gives CTA c tile
+ * k*G + c in (batch, head)-major order: CTAs that run together share a head's K and V in L2.
+ * Causal tiles differ in length (query block m sees m+1 key blocks), so tiles are ordered
+ * longest first over all heads, and odd rounds are dealt in reverse (CTA G-1 first): a CTA that drew
+ * a long tile in one round draws a short one in the next, which keeps the CTAs' totals level. */
 #ifndef FATTN_HOPPER_SCHEDULER_CUH
 #define FATTN_HOPPER_SCHEDULER_CUH
 
@@ -16,25 +18,34 @@ typedef struct hopper_tile {
     int n_blocks; /* key blocks to visit, from block 0 */
 } hopper_tile;
 
+/* The CTA's tile of round k, or 0 when it has no more. */
 template <int M, int BN, bool CAUSAL>
-static __device__ __forceinline__ hopper_tile tile_of_block(const hopper_args *a, int linear)
+static __device__ __forceinline__ int tile_of_round(const hopper_args *a, int k, hopper_tile *t)
 {
-    hopper_tile t;
-    int bh = linear / a->m_blocks;
-    int mb = linear - bh * a->m_blocks;
-    if (CAUSAL) mb = a->m_blocks - 1 - mb;
-    t.m0 = mb * M;
-    t.head = bh % a->heads_q;
-    t.batch = bh / a->heads_q;
-    t.head_kv = t.head / a->group;
-    int n_total = (a->seqlen_kv + BN - 1) / BN;
-    t.n_blocks = n_total;
+    const int g = gridDim.x, c = blockIdx.x;
+    const int linear = k * g + (CAUSAL && (k & 1) ? g - 1 - c : c);
+    if (linear >= a->tiles) return 0;
+    const int heads = a->tiles / a->m_blocks; /* batch * heads_q */
+    int bh, mb;
+    if (CAUSAL) {
+        mb = a->m_blocks - 1 - linear / heads;
+        bh = linear % heads;
+    } else {
+        bh = linear / a->m_blocks;
+        mb = linear % a->m_blocks;
+    }
+    t->m0 = mb * M;
+    t->head = bh % a->heads_q;
+    t->batch = bh / a->heads_q;
+    t->head_kv = t->head / a->group;
+    const int n_total = (a->seqlen_kv + BN - 1) / BN;
+    t->n_blocks = n_total;
     if (CAUSAL) {
         /* bottom-right alignment: row i sees keys up to i + seqlen_kv - seqlen_q */
-        int last_key = t.m0 + M - 1 + a->seqlen_kv - a->seqlen_q;
-        t.n_blocks = last_key < 0 ? 0 : min(n_total, last_key / BN + 1);
+        int last_key = t->m0 + M - 1 + a->seqlen_kv - a->seqlen_q;
+        t->n_blocks = last_key < 0 ? 0 : min(n_total, last_key / BN + 1);
     }
-    return t;
+    return 1;
 }
 
 #endif

@@ -95,6 +95,11 @@ CASES = [
     (2, 1000, 1111, 4, 4, 256, torch.bfloat16, False, "bshd"),
     (2, 1000, 1000, 4, 2, 256, torch.float16, True, "bhsd"),
     (1, 77, 2000, 2, 1, 256, torch.bfloat16, True, "bshd"),
+    # enough tiles that each persistent CTA walks several, of different lengths
+    (2, 2500, 2500, 16, 16, 128, torch.bfloat16, True, "bshd"),
+    (1, 4000, 1000, 40, 40, 64, torch.bfloat16, True, "bhsd"),
+    (4, 1500, 1500, 16, 16, 256, torch.bfloat16, False, "bshd"),
+    (2, 3000, 3000, 32, 8, 128, torch.float16, True, "bshd"),
 ]
 
 
@@ -147,13 +152,21 @@ def bench_one(fn, iters=20):
     return sorted(a.elapsed_time(b) for a, b in ev)[iters // 2]
 
 
+# shared/bench/shapes.tsv, the public benchmark set
 BENCH = [
     ("seed_dit", 1, 15708, 15708, 32, 32, 128, False, torch.bfloat16),
     ("seed_dit_fp16", 1, 15708, 15708, 32, 32, 128, False, torch.float16),
+    ("d64_1k", 16, 1024, 1024, 32, 32, 64, False, torch.bfloat16),
     ("d64_4k", 4, 4096, 4096, 32, 32, 64, False, torch.bfloat16),
+    ("d64_16k", 1, 16384, 16384, 32, 32, 64, False, torch.bfloat16),
+    ("d128_1k", 16, 1024, 1024, 16, 16, 128, False, torch.bfloat16),
     ("d128_4k", 4, 4096, 4096, 16, 16, 128, False, torch.bfloat16),
-    ("d256_4k", 4, 4096, 4096, 8, 8, 256, False, torch.bfloat16),
+    ("d128_16k", 1, 16384, 16384, 16, 16, 128, False, torch.bfloat16),
+    ("d128_4k_causal", 4, 4096, 4096, 16, 16, 128, True, torch.bfloat16),
     ("d128_16k_causal", 1, 16384, 16384, 16, 16, 128, True, torch.bfloat16),
+    ("d256_1k", 16, 1024, 1024, 8, 8, 256, False, torch.bfloat16),
+    ("d256_4k", 4, 4096, 4096, 8, 8, 256, False, torch.bfloat16),
+    ("d256_16k", 1, 16384, 16384, 8, 8, 256, False, torch.bfloat16),
     ("gqa_8k_causal", 1, 8192, 8192, 32, 8, 128, True, torch.bfloat16),
 ]
 
