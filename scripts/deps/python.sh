@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Python packages for the PyTorch op's tests (python/tests), all from PyPI: torch, onnx,
+# onnxscript, onnxruntime, pytest, numpy, and setuptools for building the package's wheel.
+# PyPI's torch wheel for Linux x86-64 is the CUDA build (with nvidia-* runtime wheels, ~3 GB);
+# it runs on machines without a GPU, which is all CI needs. Installing it took about
+# 3 minutes on the 2-core development machine (fresh venv, no pip cache; see docs/pytorch.md).
+# Idempotent: packages that already import are left alone.
+set -euo pipefail
+
+python=${PYTHON:-python3}
+want=(torch onnx onnxscript onnxruntime pytest numpy setuptools)
+missing=()
+for module in "${want[@]}"; do
+  "$python" -c "import $module" 2>/dev/null || missing+=("$module")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps/python: ${want[*]} already installed"
+  exit 0
+fi
+echo "deps/python: installing ${missing[*]}"
+"$python" -m pip install --disable-pip-version-check -q "${missing[@]}"
