@@ -2,7 +2,7 @@
  * Reading and writing ONNX files: protobuf-c over the onnx package's own onnx.proto, external
  * data (read, kept, copied or created), and the temporary-file-and-rename write.
  */
-#define _XOPEN_SOURCE 700
+#define _GNU_SOURCE /* SEEK_DATA / SEEK_HOLE */
 #define _FILE_OFFSET_BITS 64
 
 #include <errno.h>
@@ -512,7 +512,22 @@ static int fo_copy_external(fo_writer *w, Onnx__TensorProto *t)
         return -1;
     uint64_t dst = fo_align(w->data_end, r.length);
     for (uint64_t done = 0; done < r.length;) {
-        size_t n = (size_t)(r.length - done < FO_COPY_CHUNK ? r.length - done : FO_COPY_CHUNK);
+        uint64_t left = r.length - done;
+        size_t n = (size_t)(left < FO_COPY_CHUNK ? left : FO_COPY_CHUNK);
+#if defined(SEEK_DATA) && defined(SEEK_HOLE)
+        /* Holes in the source read as zeros and stay holes in the copy: skip them unread. */
+        off_t pos = (off_t)(r.offset + done);
+        off_t data = lseek(src, pos, SEEK_DATA);
+        if (data < 0 && errno == ENXIO)
+            break;
+        if (data > pos) {
+            done += (uint64_t)(data - pos) < left ? (uint64_t)(data - pos) : left;
+            continue;
+        }
+        off_t hole = data == pos ? lseek(src, pos, SEEK_HOLE) : -1;
+        if (hole > pos && (uint64_t)(hole - pos) < n)
+            n = (size_t)(hole - pos);
+#endif
         if (fo_pread_all(src, w->chunk, n, r.offset + done) != 0) {
             close(src);
             return fo_fail("%s: tensor '%s': reading external data '%s' failed", w->m->path,
