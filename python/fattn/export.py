@@ -83,6 +83,20 @@ def register_legacy_symbolic():
         register(f"{DOMAIN}::custom_attn", _legacy_symbolic, 1)
 
 
+def _name_axes(onnx_program, dynamic_shapes):
+    """Names the model's dynamic axes after their torch.export.Dim ("batch" rather than torch's
+    symbol "s77"), for dynamic_shapes given per positional input."""
+    if not isinstance(dynamic_shapes, (tuple, list)) or not hasattr(onnx_program, "rename_axes"):
+        return
+    mapping = {}
+    for value, spec in zip(onnx_program.model.graph.inputs, dynamic_shapes):
+        for axis, dim in (spec or {}).items():
+            symbol = getattr(value.shape[axis], "value", None)
+            if isinstance(symbol, str) and hasattr(dim, "__name__"):
+                mapping[symbol] = dim.__name__
+    onnx_program.rename_axes(mapping)
+
+
 def export_onnx(model, args, path, *, kwargs=None, dynamo=True, dynamic_shapes=None,
                 dynamic_axes=None, external_data=True, **export_kwargs):
     """torch.onnx.export with fattn's operators mapped onto the plugin node, saved to `path`.
@@ -99,6 +113,7 @@ def export_onnx(model, args, path, *, kwargs=None, dynamo=True, dynamic_shapes=N
                                       dynamic_shapes=dynamic_shapes, strict=False)
         program = program.run_decompositions(decompositions())
         onnx_program = torch.onnx.export(program, dynamo=True, **export_kwargs)
+        _name_axes(onnx_program, dynamic_shapes)
         onnx_program.save(str(path), external_data=external_data)
         return onnx_program
     torch.onnx.export(model, tuple(args), str(path), kwargs=kwargs, dynamo=False,
