@@ -588,7 +588,8 @@ static void fo_match_decomposition(const fo_graph *gi, size_t index, fo_site *s)
                      "graph output", y);
         return;
     }
-    if (mm2->n_input != 2 || !fo_streq(mm2->input[0], y) || fo_streq(mm2->input[1], y)) {
+    if (mm2->n_input != 2 || !fo_streq(mm2->input[0], y) || fo_streq(mm2->input[1], y) ||
+        !mm2->input[1][0] || mm2->n_output < 1 || !mm2->output[0][0]) {
         fo_site_fail(s, "MatMul '%s' does not take the probabilities as its first operand",
                      fo_name(mm2));
         return;

@@ -4,9 +4,10 @@
 #
 #   tools/fattn-onnx/fuzz/run.sh [RUNS] [libFuzzer options...]     (RUNS defaults to 500000)
 #
-# Reproducible: the libFuzzer seed is FATTN_FUZZ_SEED (default 1); the build and the working
-# corpus go to FATTN_FUZZ_BUILD (default build-onnx-fuzz/ at the repository root). Exits 77
-# (skipped) when clang cannot link libFuzzer.
+# Reproducible: the libFuzzer seed is FATTN_FUZZ_SEED (default 1); the build, the working corpus
+# and any crash-* artifact go to FATTN_FUZZ_BUILD (default build-onnx-fuzz/ at the repository
+# root). Replay an artifact with "$FATTN_FUZZ_BUILD/fuzz_model crash-...". Exits 77 (skipped)
+# when clang cannot link libFuzzer.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(dirname "$here")
@@ -31,4 +32,4 @@ protoc-c --proto_path="$build/gen" --c_out="$build/gen" "$build/gen/onnx.proto"
   "$here"/fuzz_model.c "$build/gen/onnx.pb-c.c" -lprotobuf-c -lm -o "$build/fuzz_model"
 cp "$here"/corpus/*.onnx "$src"/tests/fixtures/*.onnx "$build/corpus/"
 exec "$build/fuzz_model" -runs="$runs" -seed="${FATTN_FUZZ_SEED:-1}" -max_len=65536 \
-  -print_final_stats=1 "$@" "$build/corpus"
+  -print_final_stats=1 -artifact_prefix="$build/" "$@" "$build/corpus"
