@@ -239,6 +239,10 @@ int fo_remove_dead(fo_model *m, size_t *nodes_removed, size_t *initializers_remo
     for (size_t i = 0; i < g->n_node; i++)
         for (size_t o = 0; o < g->node[i]->n_output; o++)
             fo_map_put(&defined, g->node[i]->output[o], 0);
+    for (size_t i = 0; i < g->n_initializer; i++)
+        fo_map_put(&defined, fo_str(g->initializer[i]->name), 0);
+    for (size_t i = 0; i < g->n_input; i++)
+        fo_map_put(&defined, fo_str(g->input[i]->name), 0);
     k = 0;
     for (size_t i = 0; i < g->n_value_info; i++) {
         if (fo_map_get(&defined, fo_str(g->value_info[i]->name)))
