@@ -30,7 +30,9 @@ typedef struct hopper_args {
 
 /* Whether O is staged in its own tiles (so the next tile's Q can load while this tile's epilogue
  * runs) or in the warpgroup's Q tile (d256: no room for both). */
+#ifndef HOPPER_O_SEPARATE
 #define HOPPER_O_SEPARATE(D) ((D) <= 128)
+#endif
 
 /* Offsets from the 1024-byte-aligned base: Q (one tile per consumer), K stages, V stages, O (one
  * tile per consumer, when separate), then the mbarriers: q_full[NWG], q_empty[NWG], k_full[S],

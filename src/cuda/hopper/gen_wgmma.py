@@ -7,7 +7,7 @@ operand list; generating them keeps the 64..128-operand lists correct. Run from 
 """
 import sys
 
-SHAPES = (64, 128, 192, 256)
+SHAPES = (64, 80, 128, 176, 192, 256)
 TYPES = (("bf16", "bf16"), ("f16", "f16"))
 
 

@@ -20,9 +20,11 @@
 #define HOPPER_CONSUMER_REGS(NWG) ((NWG) == 2 ? 240 : 160)
 
 /* Pingpong between consumer warpgroups: named barrier HOPPER_TURN_BAR + w opens warpgroup w's turn to
- * issue its matrix products; after issuing, it opens the next one's. While one warpgroup's wgmmas
- * run, the others do softmax, so the tensor cores see a steady stream. Barriers 1..NWG are the
- * epilogue's. */
+ * issue its matrix products; after issuing, it opens the next one's (round robin). While one
+ * warpgroup's wgmmas run, the others do softmax, so the tensor cores see a steady stream. The turns
+ * run on across tiles, so a warpgroup starts its next tile while the others finish this one. The
+ * last warpgroup opens warpgroup 0's first turn, and warpgroup 0 takes one extra turn at the end
+ * to consume the last warpgroup's final opening. Barriers 1..NWG are the epilogue's. */
 #define HOPPER_TURN_BAR 4
 
 static __device__ __forceinline__ void turn_wait(int wg)
@@ -33,12 +35,6 @@ static __device__ __forceinline__ void turn_wait(int wg)
 static __device__ __forceinline__ void turn_pass(int to)
 {
     named_bar_arrive(HOPPER_TURN_BAR + to, 256);
-}
-
-/* The last warpgroup's last turn opens nothing: warpgroup 0 has no turn left to take. */
-static __device__ __forceinline__ void turn_pass_on(int wg, int nwg, int last_block)
-{
-    if (!(last_block && wg == nwg - 1)) turn_pass((wg + 1) % nwg);
 }
 
 template <bool BF16, int D, int NWG, int BN, int STAGES, bool CAUSAL>
@@ -78,14 +74,12 @@ static __device__ __forceinline__ void consume_tile(const hopper_args *a, const 
      * load the next tile's Q under this tile's last P V and epilogue */
     if (SEPARATE && n == 0 && lane == 0) mbar_arrive(q_empty + 8 * wg);
     if (n > 0) {
-        if (wg == NWG - 1) turn_pass(0); /* warpgroup 0 issues first */
-
         /* block 0: S_0 alone */
         const int st0 = it0 % STAGES;
         turn_wait(wg);
         mbar_wait(k_full + 8 * st0, (it0 / STAGES) & 1);
         issue_qk<BF16, D, BN>(s, q_tile, k_base + st0 * HOPPER_TILE_BYTES(BN, D));
-        turn_pass_on(wg, NWG, n == 1);
+        turn_pass((wg + 1) % NWG);
         wgmma_wait<0>();
         fence_accum<BN / 2>(s);
         if (lane == 0) mbar_arrive(k_empty + 8 * st0);
@@ -104,7 +98,7 @@ static __device__ __forceinline__ void consume_tile(const hopper_args *a, const 
             rescale_rows<D>(o, alpha);
             mbar_wait(v_full + 8 * pst, ((it - 1) / STAGES) & 1);
             issue_pv<BF16, D, BN>(o, p, v_base + pst * HOPPER_TILE_BYTES(BN, D));
-            turn_pass_on(wg, NWG, j == n - 1);
+            turn_pass((wg + 1) % NWG);
             wgmma_wait<1>();
             fence_accum<BN / 2>(s);
             if (lane == 0) mbar_arrive(k_empty + 8 * st);
@@ -141,10 +135,12 @@ static __device__ __forceinline__ void consume(const hopper_args *a, int wg, int
 {
     int it = 0;
     hopper_tile t;
+    if (wg == NWG - 1) turn_pass(0); /* warpgroup 0 issues first */
     for (int tile_iter = 0; tile_of_round<NWG * HOPPER_WG_ROWS, BN, CAUSAL>(a, tile_iter, &t); ++tile_iter) {
         consume_tile<BF16, D, NWG, BN, STAGES, CAUSAL>(a, &t, wg, tid, smem, smem_addr, bars, it, tile_iter);
         it += t.n_blocks;
     }
+    if (wg == 0) turn_wait(0);
     if (tid == 0) tma_store_wait_all();
 }
 

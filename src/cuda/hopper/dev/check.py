@@ -16,10 +16,13 @@ spec = importlib.util.spec_from_file_location("capi", os.path.join(HERE, "../../
 capi = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(capi)
 
-lib = ctypes.CDLL(sys.argv[1])
-lib.fattn_hopper_forward.argtypes = [ctypes.POINTER(capi.Params), ctypes.c_void_p]
-lib.fattn_hopper_supported.argtypes = [ctypes.POINTER(capi.Params)]
-lib.fattn_last_error.restype = ctypes.c_char_p
+LIBS = []
+for path in [a for a in sys.argv[1:] if not a.startswith("--")]:
+    lib = ctypes.CDLL(path)
+    lib.fattn_hopper_forward.argtypes = [ctypes.POINTER(capi.Params), ctypes.c_void_p]
+    lib.fattn_last_error.restype = ctypes.c_char_p
+    LIBS.append((os.path.basename(path).replace("libhopper", "").replace(".so", "") or "base", lib))
+lib = LIBS[0][1]
 
 DT = {torch.bfloat16: capi.DTYPE_BF16, torch.float16: capi.DTYPE_F16}
 
@@ -42,7 +45,7 @@ def params(q, k, v, o, causal, lse=None):
     return p
 
 
-def run(p):
+def run(p, lib):
     st = lib.fattn_hopper_forward(ctypes.byref(p), ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
     if st != 0:
         raise RuntimeError(f"status {st}: {lib.fattn_last_error().decode()}")
@@ -110,7 +113,7 @@ SMALL = [
 ]
 
 
-def check(cases):
+def check(cases, lib):
     seed = int(time.time()) % 100000
     torch.manual_seed(seed)
     print(f"seed {seed}")
@@ -121,7 +124,7 @@ def check(cases):
         lse = torch.full((B, H, Sq), float("nan"), device="cuda", dtype=torch.float32)
         name = f"B{B} Sq{Sq} Skv{Skv} H{H}/{Hk} d{D} {str(dtype)[6:]} causal={int(causal)} {layout}"
         try:
-            run(params(q, k, v, o, causal, lse))
+            run(params(q, k, v, o, causal, lse), lib)
             torch.cuda.synchronize()
         except RuntimeError as e:
             print(f"FAIL {name}: {e}")
@@ -140,9 +143,7 @@ def check(cases):
     return fails
 
 
-def bench_one(fn, iters=20):
-    for _ in range(3):
-        fn()
+def bench_one(fn, iters=10):
     ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(iters)]
     for a, b in ev:
         a.record()
@@ -150,6 +151,19 @@ def bench_one(fn, iters=20):
         b.record()
     torch.cuda.synchronize()
     return sorted(a.elapsed_time(b) for a, b in ev)[iters // 2]
+
+
+def bench_interleaved(fns, rounds=5):
+    """Median over rounds of each function's median time; the functions take turns within each
+    round, so clock and power drift during the run falls on all of them alike."""
+    for fn in fns:
+        for _ in range(3):
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            times[i].append(bench_one(fn))
+    return [sorted(t)[rounds // 2] for t in times]
 
 
 # shared/bench/shapes.tsv, the public benchmark set
@@ -172,26 +186,34 @@ BENCH = [
 
 
 def bench():
-    print(f"{'shape':18s} {'fattn':>7s} {'cudnn':>7s} {'ratio':>6s}  (TFLOPS, {torch.cuda.get_device_name()})")
+    names = " ".join(f"{n:>9s}" for n, _ in LIBS)
+    print(f"{'shape':18s} {names} {'cudnn':>7s} ratios  (TFLOPS, {torch.cuda.get_device_name()})")
     for name, B, Sq, Skv, H, Hk, D, causal, dtype in BENCH:
         q, k, v = make(B, Sq, Skv, H, Hk, D, dtype, "bshd")
         o = torch.empty_like(q)
         p = params(q, k, v, o, causal)
-        t_f = bench_one(lambda: run(p))
         qt, kt, vt = (t.transpose(1, 2) for t in (q, k, v))
         # cuDNN's SDPA takes equal head counts; GQA is expanded for it
         kt, vt = (t.repeat_interleave(H // Hk, dim=1) for t in (kt, vt))
         with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
             ref = F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal)
-            t_c = bench_one(lambda: F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal))
+            fns = [lambda lib=lib: run(p, lib) for _, lib in LIBS]
+            fns.append(lambda: F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal))
+            *t_f, t_c = bench_interleaved(fns)
+        run(p, LIBS[0][1])
         err = ((o.float() - ref.transpose(1, 2).float()).norm() / ref.float().norm()).item()
         flops = 4 * B * H * Sq * Skv * D / (2 if causal else 1)
-        tf, tc = flops / t_f / 1e9, flops / t_c / 1e9
-        print(f"{name:18s} {tf:7.1f} {tc:7.1f} {tf / tc:6.3f}  vs-cudnn-err {err:.1e}")
+        tf, tc = [flops / t / 1e9 for t in t_f], flops / t_c / 1e9
+        cols = " ".join(f"{x:9.1f}" for x in tf)
+        ratios = " ".join(f"{x / tc:.3f}" for x in tf)
+        print(f"{name:18s} {cols} {tc:7.1f} {ratios}  err-vs-cudnn {err:.1e}")
 
 
 if __name__ == "__main__":
-    fails = check(SMALL if "--small" in sys.argv else CASES)
+    fails = 0
+    for name, each in LIBS:
+        print(f"== {name}")
+        fails += check(SMALL if "--small" in sys.argv else CASES, each)
     if "--bench" in sys.argv:
         bench()
     sys.exit(1 if fails else 0)
