@@ -384,7 +384,6 @@ enum { FO_MASK_NONE, FO_MASK_ADD, FO_MASK_WHERE };
 
 typedef struct fo_mask {
     int kind;
-    const char *node;
     const char *value;  /* Add: the additive mask; Where: the condition */
     int masked_when;    /* Where: the condition value that selects the fill */
     double fill;
@@ -406,11 +405,11 @@ static int fo_mask_causal(const fo_graph *gi, fo_site *s, const fo_mask *mk, dou
         rc = fo_site_fail(s, "Where fills masked scores with %g, not -inf or a large negative "
                           "number", mk->fill * after);
     if (!rc && c.rank == 0) {
-        if (mk->kind == FO_MASK_ADD && !isfinite(c.values[0]))
-            rc = fo_site_fail(s, "mask is the scalar %g", c.values[0]);
-        s->causal = mk->kind == FO_MASK_WHERE ? (c.values[0] != 0) == mk->masked_when : 0;
-        if (!rc && mk->kind == FO_MASK_WHERE && s->causal)
-            rc = fo_site_fail(s, "the Where condition masks every score");
+        /* A scalar mask treats every score alike: a finite shift leaves softmax unchanged. */
+        int masks_all = mk->kind == FO_MASK_WHERE ? (c.values[0] != 0) == mk->masked_when
+                                                  : !isfinite(c.values[0]);
+        if (masks_all)
+            rc = fo_site_fail(s, "the constant mask '%s' masks every score", mk->value);
         fo_const_free(&c);
         s->causal = 0;
         return rc;
@@ -507,7 +506,7 @@ static void fo_match_decomposition(const fo_graph *gi, size_t index, fo_site *s)
     /* scores: MatMul -> {scalar Mul/Div, mask Add/Where}* -> Softmax */
     const char *cur = x;
     double after = 1, before = 1;
-    fo_mask mk = {FO_MASK_NONE, NULL, NULL, 0, 0};
+    fo_mask mk = {FO_MASK_NONE, NULL, 0, 0};
     const Onnx__NodeProto *p = NULL;
     const Onnx__NodeProto *between[6]; /* walked from Softmax backwards */
     int n_between = 0;
@@ -538,13 +537,11 @@ static void fo_match_decomposition(const fo_graph *gi, size_t index, fo_site *s)
                 break;
             }
             mk.kind = FO_MASK_ADD;
-            mk.node = fo_name(p);
             mk.value = p->input[which];
             cur = p->input[1 - which];
         } else if (mk.kind == FO_MASK_NONE && fo_is_op(p, "Where") && p->n_input == 3) {
             /* Where(cond, X, Y) = cond ? X : Y, with the fill on either side. */
             mk.kind = FO_MASK_WHERE;
-            mk.node = fo_name(p);
             mk.value = p->input[0];
             if (fo_scalar_operand(gi, p->input[1], &mk.fill)) {
                 mk.masked_when = 1;
@@ -666,15 +663,25 @@ void fo_find_sites(const fo_graph *gi, fo_site **sites, size_t *count)
 
 /* ---- rewriting ------------------------------------------------------------------------------ */
 
-static void fo_push_node(Onnx__NodeProto ***nodes, size_t *n, Onnx__NodeProto *node)
+/* A Transpose named like its output (fresh, from `base`); returns the output name. */
+static char *fo_add_transpose(fo_names *names, const char *base, const char *src,
+                              const char *out, const int perm[4], Onnx__NodeProto ***added,
+                              size_t *n_added)
 {
-    fo_push_ptr((void ***)nodes, n, node);
+    char *name = fo_names_fresh(names, base);
+    Onnx__NodeProto *t = fo_new_node("Transpose", "", name, 1, &src, 1, out ? &out
+                                                                        : (const char **)&name);
+    int64_t p[4] = {perm[0], perm[1], perm[2], perm[3]};
+    fo_set_attr_ints(t, "perm", p, 4);
+    fo_push_ptr((void ***)added, n_added, t);
+    return name;
 }
 
-static void fo_rewrite(const fo_graph *gi, fo_names *names, const fo_site *s, int mode,
-                       unsigned char *remove, Onnx__NodeProto ***added, size_t *n_added)
+static void fo_rewrite(fo_names *names, const fo_site *s, int mode, unsigned char *remove,
+                       Onnx__NodeProto ***added, size_t *n_added)
 {
     static const char *tags[3] = {"q", "k", "v"};
+    static const int bshd_to_bhsd[4] = {0, 2, 1, 3};
     const fo_chain *ch[3] = {&s->q, &s->k, &s->v};
     char *base = fo_names_fresh(names, "fattn_attention");
     char *in[3];
@@ -685,17 +692,8 @@ static void fo_rewrite(const fo_graph *gi, fo_names *names, const fo_site *s, in
             continue;
         }
         char *tn = fo_sprintf("%s_%s_to_%s", base, tags[i], s->layout ? "bhsd" : "bshd");
-        char *node_name = fo_names_fresh(names, tn);
-        in[i] = fo_names_fresh(names, tn);
-        Onnx__NodeProto *t = fo_new_node("Transpose", "", node_name, 1, &src, 1,
-                                         (const char *const *)&in[i]);
-        int64_t perm[4];
-        for (int j = 0; j < 4; j++)
-            perm[j] = s->perm[i][j];
-        fo_set_attr_ints(t, "perm", perm, 4);
-        fo_push_node(added, n_added, t);
+        in[i] = fo_add_transpose(names, tn, src, NULL, s->perm[i], added, n_added);
         free(tn);
-        free(node_name);
     }
     char *out;
     if (s->layout == 1) {
@@ -705,19 +703,13 @@ static void fo_rewrite(const fo_graph *gi, fo_names *names, const fo_site *s, in
         out = fo_strdup(s->out_bshd);
         remove[s->out_t_node] = 1;
     } else {
-        char *tn = fo_sprintf("%s_o_to_bhsd", base);
-        char *node_name = fo_names_fresh(names, tn);
-        free(tn);
-        tn = fo_sprintf("%s_o_bshd", base);
+        char *tn = fo_sprintf("%s_o_bshd", base);
         out = fo_names_fresh(names, tn);
-        const char *src = out;
-        Onnx__NodeProto *t = fo_new_node("Transpose", "", node_name, 1, &src, 1, &s->out_bhsd);
-        int64_t perm[4] = {0, 2, 1, 3};
-        fo_set_attr_ints(t, "perm", perm, 4);
-        fo_push_node(added, n_added, t);
-        remove[s->out_node] = 1;
         free(tn);
-        free(node_name);
+        tn = fo_sprintf("%s_o_to_bhsd", base);
+        free(fo_add_transpose(names, tn, out, s->out_bhsd, bshd_to_bhsd, added, n_added));
+        free(tn);
+        remove[s->out_node] = 1;
     }
     Onnx__NodeProto *pl = fo_new_node(FO_PLUGIN_OP, FO_PLUGIN_DOMAIN, base, 3,
                                       (const char *const *)in, 1, (const char *const *)&out);
@@ -726,17 +718,16 @@ static void fo_rewrite(const fo_graph *gi, fo_names *names, const fo_site *s, in
     fo_set_attr_string(pl, "plugin_namespace", "");
     fo_set_attr_int(pl, "causal", s->causal);
     double scale;
-    if (fo_site_scale(s, &scale))
-        fo_set_attr_float(pl, "scale", (float)scale);
-    fo_set_attr_int(pl, "layout", s->layout);
-    fo_push_node(added, n_added, pl);
     char scale_text[64] = "1/sqrt(head_dim)";
-    if (fo_site_scale(s, &scale))
+    if (fo_site_scale(s, &scale)) {
+        fo_set_attr_float(pl, "scale", (float)scale);
         snprintf(scale_text, sizeof scale_text, "%g", scale);
+    }
+    fo_set_attr_int(pl, "layout", s->layout);
+    fo_push_ptr((void ***)added, n_added, pl);
     fo_note("fuse: %s -> %s '%s': layout %d (%s), causal %d, scale %s, %d Transpose(s) "
             "inserted", s->path, FO_PLUGIN_OP, base, s->layout, s->layout ? "BHSD" : "BSHD",
             s->causal, scale_text, s->inserts);
-    (void)gi;
     for (int i = 0; i < 3; i++)
         free(in[i]);
     free(out);
@@ -765,7 +756,7 @@ int fo_fuse(fo_model *m, int mode, size_t *fused)
             fo_note("fuse: left alone: %s: %s", s->path, s->reason);
             continue;
         }
-        fo_rewrite(&gi, &names, s, mode, remove, &added, &n_added);
+        fo_rewrite(&names, s, mode, remove, &added, &n_added);
         (*fused)++;
     }
     fo_graph_free(&gi);
