@@ -248,35 +248,50 @@ void ITEM_FN(const fattn_cpu_plan *plan, fattn_cpu_scratch *ws, int64_t item)
 
     /* The last row sees keys up to rows - 1 + diag. */
     int64_t kv_end = p->causal ? min64(p->seqlen_kv, rows + diag) : p->seqlen_kv;
+    /* Head-dim columns the products cover: whole micro-tiles, zero-padded past head_dim. */
+    const int64_t dn = round_up(d, NR);
+    const int f32 = p->dtype == FATTN_DTYPE_F32;
     for (int64_t j0 = 0; j0 < kv_end; j0 += BKV) {
         const int64_t cols = min64(BKV, kv_end - j0);
-        for (int64_t c = 0; c < cols; c++) {
-            int64_t t = j0 + c;
-            load_row(p->k.data, b * p->k.stride_batch + t * p->k.stride_seq + g * p->k.stride_head,
-                     p->dtype, d, ws->k + c * dp);
-            load_row(p->v.data, b * p->v.stride_batch + t * p->v.stride_seq + g * p->v.stride_head,
-                     p->dtype, d, ws->v + c * dp);
+        /* fp32 keys and values are read in place when the micro-tiles stay inside them: K is the
+         * broadcast operand (any row stride) once the block holds whole micro-tiles of rows, V
+         * the vector operand when head_dim is whole micro-tiles of columns. */
+        const float *kb = ws->k, *vb = ws->v;
+        int64_t ldk = dp, ldv = dp;
+        const int64_t k_at = b * p->k.stride_batch + j0 * p->k.stride_seq + g * p->k.stride_head;
+        const int64_t v_at = b * p->v.stride_batch + j0 * p->v.stride_seq + g * p->v.stride_head;
+        if (f32 && cols % MR == 0) {
+            kb = (const float *)p->k.data + k_at;
+            ldk = p->k.stride_seq;
+        } else {
+            for (int64_t c = 0; c < cols; c++)
+                load_row(p->k.data, k_at + c * p->k.stride_seq, p->dtype, d, ws->k + c * dp);
+        }
+        if (f32 && d == dn) {
+            vb = (const float *)p->v.data + v_at;
+            ldv = p->v.stride_seq;
+        } else {
+            for (int64_t c = 0; c < cols; c++)
+                load_row(p->v.data, v_at + c * p->v.stride_seq, p->dtype, d, ws->v + c * dp);
         }
         /* Rows before j0 - diag see none of this block: they are skipped (P = 0, alpha = 1). */
         int64_t r_lo = p->causal ? max64(0, j0 - diag) : 0;
         r_lo = r_lo / NR * NR;
-        if (r_lo >= rows)
-            continue;
         const int64_t cols_padded = round_up(cols, MR);
         for (int64_t c = 0; c < cols_padded; c += MR)
             for (int64_t r = r_lo; r < rows_padded; r += NR)
-                micro_tile(d, ws->k + c * dp, dp, 1, ws->q_t + r, ldq, ws->s_t + c * ldq + r,
+                micro_tile(d, kb + c * ldk, ldk, 1, ws->q_t + r, ldq, ws->s_t + c * ldq + r,
                            ldq, 0);
         softmax_block(plan, ws, cols, r_lo, rows_padded, j0, diag);
         for (int64_t r = r_lo; r < rows_padded; r++) {
             float a = ws->alpha[r];
             if (a != 1.0f)
-                for (int64_t k = 0; k < dp; k++)
+                for (int64_t k = 0; k < dn; k++)
                     ws->acc[r * dp + k] *= a;
         }
         for (int64_t r = r_lo; r < rows_padded; r += MR)
-            for (int64_t k = 0; k < dp; k += NR)
-                micro_tile(cols, ws->s_t + r, 1, ldq, ws->v + k, dp, ws->acc + r * dp + k, dp, 1);
+            for (int64_t k = 0; k < dn; k += NR)
+                micro_tile(cols, ws->s_t + r, 1, ldq, vb + k, ldv, ws->acc + r * dp + k, dp, 1);
     }
 
     for (int64_t r = 0; r < rows; r++) {
