@@ -1,6 +1,8 @@
 /* fattn_cpu_forward: validation, planning, per-thread scratch, threads and ISA dispatch. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +102,18 @@ static fattn_cpu_item_fn pick_kernel(void)
     return fattn_cpu_item_generic;
 }
 
+/* CPUs this process may run on (its affinity mask, which containers and taskset narrow), else
+ * the online count. */
+static int64_t usable_cpus(void)
+{
+#ifdef CPU_COUNT
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+#endif
+    return sysconf(_SC_NPROCESSORS_ONLN);
+}
+
 fattn_status fattn_cpu_forward(const fattn_params *params, int num_threads)
 {
     fattn_status st = fattn_validate(params);
@@ -126,7 +140,7 @@ fattn_status fattn_cpu_forward(const fattn_params *params, int num_threads)
     plan.scale_log2 = (float)((double)fattn_effective_scale(params) * 1.4426950408889634);
 
     int64_t items = params->batch * params->heads_q * plan.q_blocks;
-    int64_t threads = num_threads ? num_threads : sysconf(_SC_NPROCESSORS_ONLN);
+    int64_t threads = num_threads ? num_threads : usable_cpus();
     if (threads < 1)
         threads = 1;
     if (threads > items)
