@@ -74,10 +74,15 @@ def rel_l2(actual, expected):
     return (diff.norm() / expected.norm().clamp_min(1e-30)).item()
 
 
+def tolerance(dtype, device):
+    # The CUDA kernels compute fp32 I/O through bf16 tensor cores: DESIGN.md's bound is 1e-2.
+    return 1e-2 if dtype == torch.float32 and torch.device(device).type == "cuda" else TOLERANCE[dtype]
+
+
 def assert_close(actual, expected, dtype):
     assert not actual.isnan().any(), "output holds NaN: part of it was not written"
-    err = rel_l2(actual, expected)
-    assert err <= TOLERANCE[dtype], f"relative L2 error {err:.3e} > {TOLERANCE[dtype]:.0e}"
+    err, bound = rel_l2(actual, expected), tolerance(dtype, actual.device)
+    assert err <= bound, f"relative L2 error {err:.3e} > {bound:.0e}"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -8,8 +8,8 @@ from conftest import DEVICES, assert_close, randn, reference
 
 def _samples(gen, device):
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
-        yield (randn(gen, (2, 13, 4, 32), dtype, device), randn(gen, (2, 21, 2, 32), dtype, device),
-               randn(gen, (2, 21, 2, 32), dtype, device))
+        yield (randn(gen, (2, 13, 4, 64), dtype, device), randn(gen, (2, 21, 2, 64), dtype, device),
+               randn(gen, (2, 21, 2, 64), dtype, device))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -93,8 +93,8 @@ def test_compile_fullgraph(gen, device):
 
     compiled = torch.compile(block, fullgraph=True, dynamic=True)
     for sq in (11, 24):
-        q = randn(gen, (1, sq, 4, 32), torch.float32, device)
-        k = randn(gen, (1, 30, 2, 32), torch.float32, device)
-        v = randn(gen, (1, 30, 2, 32), torch.float32, device)
+        q = randn(gen, (1, sq, 4, 64), torch.float32, device)
+        k = randn(gen, (1, 30, 2, 64), torch.float32, device)
+        v = randn(gen, (1, 30, 2, 64), torch.float32, device)
         expected = (reference(q, k, v)[0] + reference(q, k, v, 0.2, True)[0]).relu()
         assert_close(compiled(q, k, v), expected, torch.float32)
