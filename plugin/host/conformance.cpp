@@ -1067,10 +1067,13 @@ int main(int argc, char** argv)
     for (auto const& c : configs)
         for (fattn_dtype dt : dtypes)
         {
-            if (quick && c.mode == 0 && dt != FATTN_DTYPE_BF16 && c.causal != 1)
+            // Quick (CTest, compute-sanitizer): causal mode 0 in both layouts, and mode 1, at d64.
+            if (quick && c.mode == 0 && c.causal != 1)
                 continue;
             for (int64_t d : {64, 128})
             {
+                if (quick && d != 64)
+                    continue;
                 // GQA 4:1 at head_dim 64, MQA at 128.
                 Profile pr = d == 64 ? Profile{2, 8, 2, 64, 1, 200} : Profile{1, 4, 1, 128, 1, 160};
                 std::printf("== mode %d causal %d scale %g layout %s %s head_dim %lld\n", c.mode, c.causal,
