@@ -159,6 +159,8 @@ typedef struct fo_const {
 /* 1 with *c filled (free with fo_const_free), 0 when not a readable constant, -1 on error. */
 int fo_read_const(const fo_graph *gi, const char *name, size_t max_count, fo_const *c);
 void fo_const_free(fo_const *c);
+/* 1 and *value when t is a readable tensor with exactly one numeric element, else 0. */
+int fo_tensor_scalar(const fo_model *m, const Onnx__TensorProto *t, double *value);
 /* 1 and *value when name is a constant with exactly one element, else 0. */
 int fo_scalar_const(const fo_graph *gi, const char *name, double *value);
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "fuse.h"
+#include "symbolic.h"
 
 /* Masked scores must vanish in softmax: exp(-1e4) underflows in every float type. */
 #define FO_MASKED -1e4
@@ -101,6 +102,40 @@ static int fo_valid_perm(const Onnx__AttributeProto *a, int perm[4])
     return 1;
 }
 
+/* Reshape(Transpose(Reshape(T, [-1, T.2, T.3]), [0, 2, 1]), [T.0, T.1, T.3, T.2]) is
+ * Transpose(T, [0, 1, 3, 2]) for a 4-D T: torch's exports transpose K this way when shapes are
+ * dynamic (the shape vectors come from Shape(T) slices). */
+static int fo_folded_transpose(const fo_graph *gi, const Onnx__NodeProto *r2, const char **t)
+{
+    if (!fo_is_op(r2, "Reshape") || r2->n_input != 2)
+        return 0;
+    const Onnx__NodeProto *tr = fo_producer(gi, r2->input[0], NULL);
+    const Onnx__AttributeProto *perm = tr ? fo_attr(tr, "perm") : NULL;
+    if (!tr || !fo_is_op(tr, "Transpose") || tr->n_input != 1 || !perm || perm->n_ints != 3 ||
+        perm->ints[0] != 0 || perm->ints[1] != 2 || perm->ints[2] != 1)
+        return 0;
+    const Onnx__NodeProto *r1 = fo_producer(gi, tr->input[0], NULL);
+    if (!r1 || !fo_is_op(r1, "Reshape") || r1->n_input != 2 || !r1->input[0][0] ||
+        fo_rank_of(gi, r1->input[0]) != 4)
+        return 0;
+    const char *src = r1->input[0];
+    fo_symdim s1[FO_MAX_SYMDIMS], s2[FO_MAX_SYMDIMS], d[4];
+    int n1, n2;
+    if (!fo_shape_vector(gi, r1->input[1], s1, &n1, 0) || n1 != 3 ||
+        !fo_shape_vector(gi, r2->input[1], s2, &n2, 0) || n2 != 4)
+        return 0;
+    for (int a = 0; a < 4; a++)
+        fo_symdim_of(gi, src, a, &d[a]);
+    if (s1[0].name || s1[0].value != -1 || !fo_symdim_eq(&s1[1], &d[2]) ||
+        !fo_symdim_eq(&s1[2], &d[3]))
+        return 0;
+    if (!fo_symdim_eq(&s2[0], &d[0]) || !fo_symdim_eq(&s2[1], &d[1]) ||
+        !fo_symdim_eq(&s2[2], &d[3]) || !fo_symdim_eq(&s2[3], &d[2]))
+        return 0;
+    *t = src;
+    return 1;
+}
+
 /* Walks back from `start` through 4-D Transposes (and, when allowed, scalar Mul/Div), recording
  * every tensor the canonical BHSD input can be taken from. */
 static void fo_walk(const fo_graph *gi, const char *start, const int perm0[4], int allow_scale,
@@ -127,6 +162,11 @@ static void fo_walk(const fo_graph *gi, const char *start, const int perm0[4], i
             ch->rank4 = 1;
         } else if (allow_scale && fo_scalar_factor(gi, p, &f, &next.name)) {
             next.scale = cur.scale * f;
+        } else if (fo_folded_transpose(gi, p, &next.name)) {
+            static const int swap_last[4] = {0, 1, 3, 2};
+            for (int j = 0; j < 4; j++)
+                next.perm[j] = swap_last[cur.perm[j]];
+            ch->rank4 = 1;
         } else {
             break;
         }
@@ -389,6 +429,27 @@ typedef struct fo_mask {
     double fill;
 } fo_mask;
 
+/* A mask computed at run time from the sequence length (torch's SDPA export with dynamic
+ * shapes): accepted when Q and K provably have the same length, so that its top-left causal
+ * triangle is also fattn's bottom-right one. */
+static int fo_runtime_mask(const fo_graph *gi, fo_site *s, const char *mask, double after)
+{
+    for (size_t i = 0; i < s->q.n; i++) {
+        fo_symdim dq, dk;
+        fo_symdim_of(gi, s->q.c[i].name, s->q.c[i].perm[2], &dq);
+        for (size_t j = 0; j < s->k.n; j++) {
+            fo_symdim_of(gi, s->k.c[j].name, s->k.c[j].perm[2], &dk);
+            int causal;
+            if (fo_symdim_eq(&dq, &dk) &&
+                fo_runtime_causal_mask(gi, mask, &dq, after, &causal)) {
+                s->causal = causal;
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
 /* Classifies a constant mask as empty (causal 0) or bottom-right causal (causal 1). */
 static int fo_mask_causal(const fo_graph *gi, fo_site *s, const fo_mask *mk, double after,
                           const fo_shape *q, const fo_shape *k)
@@ -397,9 +458,13 @@ static int fo_mask_causal(const fo_graph *gi, fo_site *s, const fo_mask *mk, dou
     int r = fo_read_const(gi, mk->value, FO_MAX_MASK, &c);
     if (r < 0)
         return fo_site_fail(s, "reading mask '%s' failed: %s", mk->value, fo_error());
-    if (r == 0)
-        return fo_site_fail(s, "%s '%s' is not a constant (masks computed at run time are not "
-                            "fused)", mk->kind == FO_MASK_ADD ? "mask" : "condition", mk->value);
+    if (r == 0) {
+        if (mk->kind == FO_MASK_ADD && fo_runtime_mask(gi, s, mk->value, after))
+            return 0;
+        return fo_site_fail(s, "%s '%s' is neither a constant nor a causal mask built from the "
+                            "sequence length", mk->kind == FO_MASK_ADD ? "mask" : "condition",
+                            mk->value);
+    }
     int rc = 0;
     if (mk->kind == FO_MASK_WHERE && !(mk->fill * after <= FO_MASKED))
         rc = fo_site_fail(s, "Where fills masked scores with %g, not -inf or a large negative "
@@ -480,6 +545,15 @@ static int fo_is_const_name(const fo_graph *gi, const char *name)
     return p && fo_is_op(p, "Constant");
 }
 
+/* Whether a value is the scores (a MatMul, possibly scaled) rather than a mask. */
+static int fo_scores_side(const fo_graph *gi, const char *name)
+{
+    const Onnx__NodeProto *p = fo_producer(gi, name, NULL);
+    double f;
+    const char *other;
+    return p && (fo_is_op(p, "MatMul") || fo_scalar_factor(gi, p, &f, &other));
+}
+
 static int fo_intermediate(const fo_graph *gi, fo_site *s, const char *name)
 {
     if (fo_consumer_count(gi, name) != 1 || fo_is_graph_output(gi, name))
@@ -528,11 +602,12 @@ static void fo_match_decomposition(const fo_graph *gi, size_t index, fo_site *s)
             cur = other;
         } else if (mk.kind == FO_MASK_NONE && fo_is_op(p, "Add") && p->n_input == 2) {
             int which = fo_is_const_name(gi, p->input[1]) ? 1 :
-                        fo_is_const_name(gi, p->input[0]) ? 0 : -1;
+                        fo_is_const_name(gi, p->input[0]) ? 0 :
+                        fo_scores_side(gi, p->input[0]) ? 1 :
+                        fo_scores_side(gi, p->input[1]) ? 0 : -1;
             if (which < 0) {
                 if (!failed)
-                    fo_site_fail(s, "Add '%s' adds a run-time tensor (masks computed at run "
-                                 "time are not fused)", fo_name(p));
+                    fo_site_fail(s, "Add '%s': neither operand is a mask", fo_name(p));
                 failed = 1;
                 break;
             }

@@ -330,6 +330,18 @@ int fo_read_const(const fo_graph *gi, const char *name, size_t max_count, fo_con
     return 0;
 }
 
+int fo_tensor_scalar(const fo_model *m, const Onnx__TensorProto *t, double *value)
+{
+    fo_const c;
+    if (fo_tensor_doubles(m, t, 1, &c) != 1)
+        return 0;
+    int ok = c.count == 1;
+    if (ok)
+        *value = c.values[0];
+    fo_const_free(&c);
+    return ok;
+}
+
 int fo_scalar_const(const fo_graph *gi, const char *name, double *value)
 {
     fo_const c;

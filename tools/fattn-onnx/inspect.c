@@ -27,6 +27,10 @@ static void fo_print_chain(FILE *out, const fo_graph *gi, const char *tag, const
                            const fo_site *s, int i)
 {
     fprintf(out, "      %s: ", tag);
+    if (!ch->n) {
+        fputs("?\n", out);
+        return;
+    }
     fo_print_value(out, gi, ch->c[0].name);
     if (s->ok) {
         const fo_cand *c = &ch->c[s->pick[i]];

@@ -49,6 +49,8 @@ def main():
         "attention_gqa_causal": fo_graphs.onnx_attention(causal=1, layout="bshd"),
         "attention_mask": fo_graphs.onnx_attention(mask=True),
         "attention_3d": fo_graphs.onnx_attention(three_d=True),
+        "runtime_causal_mask": fo_graphs.runtime_mask_decomposition(),
+        "runtime_mask_cross": fo_graphs.runtime_mask_decomposition(sq="a", skv="b", trilu_k=1),
         "legacy_plugins": legacy_plugin_model(),
         "external_ref": external_model(),
         "subgraph": subgraph_model(),

@@ -28,7 +28,8 @@ cp "$proto" "$build/gen/onnx.proto"
 protoc-c --proto_path="$build/gen" --c_out="$build/gen" "$build/gen/onnx.proto"
 "$cc" -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   -I"$build/gen" -I"$src" \
-  "$src"/util.c "$src"/model.c "$src"/graph.c "$src"/passes.c "$src"/fuse.c "$src"/inspect.c \
+  "$src"/util.c "$src"/model.c "$src"/graph.c "$src"/passes.c "$src"/fuse.c \
+  "$src"/inspect.c "$src"/symbolic.c \
   "$here"/fuzz_model.c "$build/gen/onnx.pb-c.c" -lprotobuf-c -lm -o "$build/fuzz_model"
 cp "$here"/corpus/*.onnx "$src"/tests/fixtures/*.onnx "$build/corpus/"
 exec "$build/fuzz_model" -runs="$runs" -seed="${FATTN_FUZZ_SEED:-1}" -max_len=65536 \

@@ -185,3 +185,37 @@ def random_inputs(model, rng):
         dt = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)
         feeds[i.name] = rng.standard_normal(shape).astype(dt)
     return feeds
+
+
+def runtime_mask_decomposition(sq="seq", skv="seq", trilu_k=0, b=2, h=2, d=8):
+    """BSHD attention whose causal mask is built at run time the way torch's SDPA export builds
+    it: Shape -> Slice (length) -> Concat -> Expand(1) -> Trilu -> Equal(0) -> Where(-big, 0),
+    over [Sq, Skv] taken from q's and k's shapes (symbolic dims sq and skv)."""
+    model = decomposition(b=b, hq=h, hkv=h, d=d)
+    g = model.graph
+    for vi_, dim in zip(g.input, (sq, skv, skv)):
+        vi_.type.tensor_type.shape.dim[1].dim_param = dim
+    g.output[0].type.tensor_type.shape.dim[1].dim_param = sq
+    consts = [_const("one", 1.0, np.float32), _const("zero", 0.0, np.float32),
+              _const("big", -3.4e38, np.float32), _const("s1", [1], np.int64),
+              _const("s2", [2], np.int64)]
+    if trilu_k:
+        consts.append(_const("diag", trilu_k, np.int64))
+    g.initializer.extend(consts)
+    nodes = [helper.make_node("Shape", ["q"], ["q_shape"], name="q_shape"),
+             helper.make_node("Shape", ["k"], ["k_shape"], name="k_shape"),
+             helper.make_node("Slice", ["q_shape", "s1", "s2"], ["len_q"], name="len_q"),
+             helper.make_node("Slice", ["k_shape", "s1", "s2"], ["len_k"], name="len_k"),
+             helper.make_node("Concat", ["len_q", "len_k"], ["grid"], axis=0, name="grid"),
+             helper.make_node("Expand", ["one", "grid"], ["ones"], name="ones"),
+             helper.make_node("Trilu", ["ones"] + (["diag"] if trilu_k else []), ["tril"],
+                              upper=0, name="tril"),
+             helper.make_node("Equal", ["tril", "zero"], ["above"], name="above"),
+             helper.make_node("Where", ["above", "big", "zero"], ["mask"], name="mask")]
+    softmax = next(i for i, n in enumerate(g.node) if n.op_type == "Softmax")
+    g.node[softmax].input[0] = "masked"
+    add = helper.make_node("Add", ["scaled", "mask"], ["masked"], name="mask_add")
+    rebuilt = list(g.node[:softmax]) + nodes + [add] + list(g.node[softmax:])
+    del g.node[:]
+    g.node.extend(rebuilt)
+    return model

@@ -5,6 +5,10 @@
                               @ v, merge heads, output Linear), dynamo exporter, opset 20
   torch_sdpa_opset23.onnx     the same block through F.scaled_dot_product_attention(is_causal=True),
                               exported at opset 23 (ONNX Attention)
+  torch_sdpa_dynamic_opset20.onnx  the SDPA block with dynamic batch and sequence axes at opset
+                              20: a decomposition whose causal mask is computed from the
+                              sequence length at run time and whose K is transposed through
+                              Reshape -> Transpose -> Reshape
 
 Small on purpose (embed 32, 2 heads of 16, 8 tokens) so that they stay a few kilobytes.
 Usage: python3 make_torch_fixtures.py [OUT_DIR]
@@ -37,11 +41,14 @@ class Block(torch.nn.Module):
         return self.proj(y.transpose(1, 2).reshape(b, s, e))
 
 
-def export(module, path, opset):
+def export(module, path, opset, dynamic=False):
     torch.manual_seed(0)
-    x = torch.randn(1, 8, 32)
+    x = torch.randn(2 if dynamic else 1, 8, 32)
+    kwargs = {}
+    if dynamic:
+        kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch"), 1: torch.export.Dim("seq")},)
     torch.onnx.export(module.eval(), (x,), path, dynamo=True, opset_version=opset,
-                      external_data=False, input_names=["x"], output_names=["y"])
+                      external_data=False, input_names=["x"], output_names=["y"], **kwargs)
     print(f"wrote {path} ({os.path.getsize(path)} bytes)")
 
 
@@ -52,6 +59,8 @@ def main():
     export(Block(), os.path.join(out, "torch_attention_block.onnx"), 20)
     torch.manual_seed(0)
     export(Block(sdpa=True), os.path.join(out, "torch_sdpa_opset23.onnx"), 23)
+    torch.manual_seed(0)
+    export(Block(sdpa=True), os.path.join(out, "torch_sdpa_dynamic_opset20.onnx"), 20, dynamic=True)
 
 
 if __name__ == "__main__":

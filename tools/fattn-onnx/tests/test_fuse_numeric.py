@@ -120,14 +120,43 @@ def test_onnx_attention_fused_matches_onnxruntime(tmp_path, case):
     assert sum(n.op_type == "Transpose" for n in fused.graph.node) == inserted
 
 
-@pytest.mark.parametrize("fixture", ["torch_attention_block.onnx", "torch_sdpa_opset23.onnx"])
-def test_torch_export_fused(tmp_path, fixture):
+def test_runtime_causal_mask_fused(tmp_path):
+    """A causal mask computed from Shape(q) and Shape(k) whose lengths share one symbolic dim:
+    fused as causal, checked at two lengths."""
+    model = fo_graphs.runtime_mask_decomposition()
+    src = tmp_path / "in.onnx"
+    onnx.save(model, src)
+    check(model)
+    run_tool("fuse", src, tmp_path / "fused.onnx")
+    fused = check(tmp_path / "fused.onnx")
+    (node,) = plugin_nodes(fused)
+    assert attrs(node)["causal"] == 1 and "Trilu" not in ops(fused)
+    rng = fresh_rng("runtime_mask")
+    for seq in (1, 9):
+        feeds = {n: rng.standard_normal((2, seq, 2, 8)).astype(np.float32) for n in "qkv"}
+        expected = run_ort(model, feeds)[0]
+        got = run_fused(fused, feeds)[0]
+        ref = reference_attention(feeds["q"], feeds["k"], feeds["v"], 1, 1 / np.sqrt(8), 0)
+        assert rel_l2(got, expected) <= 1e-4 and rel_l2(got, ref) <= 1e-4
+
+
+TORCH_FIXTURES = [("torch_attention_block.onnx", (1, 8)),
+                  ("torch_sdpa_opset23.onnx", (1, 8)),
+                  ("torch_sdpa_dynamic_opset20.onnx", (3, 13)),
+                  ("torch_sdpa_dynamic_opset20.onnx", (1, 1))]
+
+
+@pytest.mark.parametrize("fixture,batch_seq", TORCH_FIXTURES,
+                         ids=[f"{f[:-5]}-{b}x{s}" for f, (b, s) in TORCH_FIXTURES])
+def test_torch_export_fused(tmp_path, fixture, batch_seq):
     """The torch-exported blocks (make_torch_fixtures.py): one causal site each, fused into a
-    BSHD plugin node fed straight from the head Reshapes, same output as onnxruntime."""
+    BSHD plugin node fed straight from the head Reshapes, no Transpose, Softmax or mask left;
+    same output as onnxruntime. The dynamic export runs at lengths it was not traced with (its
+    causal mask is computed from the sequence length at run time)."""
     rng = fresh_rng(fixture)
     path = os.path.join(FIXTURES, fixture)
     model = onnx.load(path)
-    x = rng.standard_normal((1, 8, 32)).astype(np.float32)
+    x = rng.standard_normal((*batch_seq, 32)).astype(np.float32)
     dst = tmp_path / "fused.onnx"
     out, _ = run_tool("fuse", path, dst)
     print(out)
@@ -135,9 +164,9 @@ def test_torch_export_fused(tmp_path, fixture):
     (node,) = plugin_nodes(fused)
     a = attrs(node)
     assert a["layout"] == 0 and a["causal"] == 1
-    assert not {"Softmax", "Attention", "Transpose"} & set(ops(fused))
+    assert not {"Softmax", "Attention", "Transpose", "Trilu", "Where"} & set(ops(fused))
     expected = run_ort(model, {"x": x})[0]
     got = run_fused(fused, {"x": x})[0]
     err = rel_l2(got, expected)
-    print(f"{fixture}: rel L2 fused vs onnxruntime {err:.2e}")
+    print(f"{fixture} x{x.shape}: rel L2 fused vs onnxruntime {err:.2e}")
     assert err <= 1e-4
