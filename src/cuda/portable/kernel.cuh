@@ -74,7 +74,7 @@ static __device__ __forceinline__ void fattn_load_tile(uint32_t smem, const uint
     }
 }
 
-template <int D, int BM, int BN, int NW, int STAGES, int E, int OE>
+template <int D, int BM, int BN, int NW, int STAGES, int LAZY, int E, int OE>
 __global__ void __launch_bounds__(NW * 32, (NW == 4) ? 2 : 1)
     fattn_portable_fwd(const fattn_portable_args a)
 {
@@ -223,12 +223,13 @@ __global__ void __launch_bounds__(NW * 32, (NW == 4) ? 2 : 1)
                     }
         }
 
-        /* Online softmax against a lagging reference maximum (FA4's trick): the reference moves
-         * only when a row's tile maximum exceeds it by more than 2^8 in exp2 units, so P stays
-         * <= 256 and the fp32 sums stay far from overflow, while the O rescale (a multiply per
-         * accumulator) runs only when some row of the warp moved, which on long sequences is
-         * rare. The final division by the row sum makes the result independent of the
-         * reference. row_max holds the reference in log2 units (scale folded in). */
+        /* Online softmax. LAZY: against a lagging reference maximum (FA4's trick): the
+         * reference moves only when a row's tile maximum exceeds it by more than 8 in log2
+         * units, so P stays <= 256 and the fp32 sums stay far from overflow, while the O rescale
+         * (a multiply per accumulator) runs only when some row of the warp moved, which on long
+         * sequences is rare. The final division by the row sum makes the result independent of
+         * the reference. Otherwise the classic exact running maximum, rescaling every tile.
+         * row_max holds the reference in log2 units (scale folded in). */
         float alpha[MT][2];
         bool moved = false;
 #pragma unroll
@@ -246,7 +247,7 @@ __global__ void __launch_bounds__(NW * 32, (NW == 4) ? 2 : 1)
                 const float ref = row_max[mt][hf];
                 const float cand = mx * sl2; /* -inf while the row has seen no key */
                 alpha[mt][hf] = 1.f;
-                if (cand > ref + 8.f) {
+                if (cand > ref + (LAZY ? 8.f : 0.f)) {
                     alpha[mt][hf] = fattn_exp2(ref - cand); /* 0 on the first move */
                     row_max[mt][hf] = cand;
                     moved = true;
@@ -265,7 +266,7 @@ __global__ void __launch_bounds__(NW * 32, (NW == 4) ? 2 : 1)
                 }
                 row_sum[mt][hf] = row_sum[mt][hf] * alpha[mt][hf] + sum;
             }
-        if (__any_sync(0xffffffffu, moved)) {
+        if (!LAZY || __any_sync(0xffffffffu, moved)) {
 #pragma unroll
             for (int mt = 0; mt < MT; mt++)
 #pragma unroll

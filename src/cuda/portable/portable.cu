@@ -8,18 +8,19 @@
 
 #define FATTN_WS_ALIGN 256u
 
-/* Tile shapes per head dim, (D, BM, BN, warps, stages), as FA2 picks them for sm90: warps of 32
- * query rows while the O accumulators fit in registers (d <= 128), 16 rows above that, with
+/* Per head dim, (D, BM, BN, warps, stages, lazy rescale). Tiles as FA2 picks them for sm90: warps
+ * of 32 query rows while the O accumulators fit in registers (d <= 128), 16 rows above that, with
  * single K/V buffers so that two CTAs share an SM. d64 takes 128-key tiles because its
- * accumulators leave room for twice the S tile. */
-#define FATTN_CFG_64 64, 128, 128, 4, 2
-#define FATTN_CFG_96 96, 128, 64, 4, 2
-#define FATTN_CFG_128 128, 128, 64, 4, 2
-#define FATTN_CFG_192 192, 64, 64, 4, 1
-#define FATTN_CFG_256 256, 64, 64, 4, 1
+ * accumulators leave room for twice the S tile. The lazy rescale measured 2-4% faster at d128
+ * and d256 and 3-9% slower at d64 (H100, docs/perf-notes.md), so d64 keeps the classic one. */
+#define FATTN_CFG_64 64, 128, 128, 4, 2, 0
+#define FATTN_CFG_96 96, 128, 64, 4, 2, 1
+#define FATTN_CFG_128 128, 128, 64, 4, 2, 1
+#define FATTN_CFG_192 192, 64, 64, 4, 1, 1
+#define FATTN_CFG_256 256, 64, 64, 4, 1, 1
 #define FATTN_BLOCK_M 128 /* the largest BM above */
 
-template <int D, int BM, int BN, int NW, int STAGES> static size_t fattn_smem_of(void)
+template <int D, int BM, int BN, int NW, int STAGES, int LAZY> static size_t fattn_smem_of(void)
 {
     return FATTN_PORTABLE_SMEM(D, BM, BN, STAGES);
 }
@@ -166,13 +167,13 @@ static fattn_status fattn_stage(const fattn_params *p, const fattn_tensor *t, in
     return fattn_cuda_check(cudaGetLastError(), "launching the fp32 staging kernel");
 }
 
-template <int D, int BM, int BN, int NW, int STAGES, int E, int OE>
+template <int D, int BM, int BN, int NW, int STAGES, int LAZY, int E, int OE>
 static fattn_status fattn_launch(const fattn_portable_args *in, int batch, cudaStream_t stream)
 {
     fattn_portable_args args = *in;
     args.num_m_blocks = (args.seqlen_q + BM - 1) / BM;
     const size_t smem = FATTN_PORTABLE_SMEM(D, BM, BN, STAGES);
-    void (*kernel)(const fattn_portable_args) = fattn_portable_fwd<D, BM, BN, NW, STAGES, E, OE>;
+    void (*kernel)(const fattn_portable_args) = fattn_portable_fwd<D, BM, BN, NW, STAGES, LAZY, E, OE>;
     fattn_status st = fattn_cuda_check(
         cudaFuncSetAttribute((const void *)kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
         "cudaFuncSetAttribute(portable kernel shared memory)");
