@@ -121,8 +121,8 @@ static int fo_folded_transpose(const fo_graph *gi, const Onnx__NodeProto *r2, co
     const char *src = r1->input[0];
     fo_symdim s1[FO_MAX_SYMDIMS], s2[FO_MAX_SYMDIMS], d[4];
     int n1, n2;
-    if (!fo_shape_vector(gi, r1->input[1], s1, &n1, 0) || n1 != 3 ||
-        !fo_shape_vector(gi, r2->input[1], s2, &n2, 0) || n2 != 4)
+    if (!fo_shape_vector(gi, r1->input[1], s1, &n1) || n1 != 3 ||
+        !fo_shape_vector(gi, r2->input[1], s2, &n2) || n2 != 4)
         return 0;
     for (int a = 0; a < 4; a++)
         fo_symdim_of(gi, src, a, &d[a]);

@@ -330,28 +330,28 @@ int fo_read_const(const fo_graph *gi, const char *name, size_t max_count, fo_con
     return 0;
 }
 
+/* found: what fo_tensor_doubles or fo_read_const returned for c */
+static int fo_single_value(int found, fo_const *c, double *value)
+{
+    if (found != 1)
+        return 0;
+    int ok = c->count == 1;
+    if (ok)
+        *value = c->values[0];
+    fo_const_free(c);
+    return ok;
+}
+
 int fo_tensor_scalar(const fo_model *m, const Onnx__TensorProto *t, double *value)
 {
     fo_const c;
-    if (fo_tensor_doubles(m, t, 1, &c) != 1)
-        return 0;
-    int ok = c.count == 1;
-    if (ok)
-        *value = c.values[0];
-    fo_const_free(&c);
-    return ok;
+    return fo_single_value(fo_tensor_doubles(m, t, 1, &c), &c, value);
 }
 
 int fo_scalar_const(const fo_graph *gi, const char *name, double *value)
 {
     fo_const c;
-    if (fo_read_const(gi, name, 1, &c) != 1)
-        return 0;
-    int ok = c.count == 1;
-    if (ok)
-        *value = c.values[0];
-    fo_const_free(&c);
-    return ok;
+    return fo_single_value(fo_read_const(gi, name, 1, &c), &c, value);
 }
 
 /* ---- attributes ----------------------------------------------------------------------------- */

@@ -15,6 +15,11 @@
 
 #include "common.h"
 
+/* ONNX stores tensor data little-endian; typed fields are converted by copying low bytes. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "fattn-onnx assumes a little-endian host"
+#endif
+
 /* protobuf's own parsers (onnxruntime, TensorRT, the onnx package) refuse messages of 2 GiB. */
 #define FO_PROTOBUF_LIMIT 2147483647ull
 #define FO_COPY_CHUNK (4u << 20)
@@ -293,6 +298,19 @@ static int fo_pread_all(int fd, uint8_t *buf, size_t n, uint64_t offset)
     return 0;
 }
 
+/* How many values a tensor's typed field holds (the field its data type is stored in). */
+static size_t fo_typed_count(const Onnx__TensorProto *t)
+{
+    switch (t->data_type) {
+    case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT: return t->n_float_data;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE: return t->n_double_data;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: return t->n_int64_data;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__UINT64:
+    case ONNX__TENSOR_PROTO__DATA_TYPE__UINT32: return t->n_uint64_data;
+    default: return t->n_int32_data; /* every narrower type: one element per int32 */
+    }
+}
+
 int fo_tensor_bytes(const fo_model *m, const Onnx__TensorProto *t, uint8_t **data, size_t *size)
 {
     size_t bytes;
@@ -300,14 +318,14 @@ int fo_tensor_bytes(const fo_model *m, const Onnx__TensorProto *t, uint8_t **dat
         return -1;
     size_t es = fo_dtype_size(t->data_type);
     size_t n = bytes / es;
-    uint8_t *out = fo_malloc(bytes);
+    uint8_t *out;
+    /* Sizes are checked against what is stored before allocating what the dims claim. */
     if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
         fo_extref r;
         int fd;
-        if (fo_open_external(m, t, &r, &fd) != 0) {
-            free(out);
+        if (fo_open_external(m, t, &r, &fd) != 0)
             return -1;
-        }
+        out = fo_malloc(bytes);
         int rc = fo_pread_all(fd, out, bytes, r.offset);
         close(fd);
         if (rc != 0) {
@@ -316,51 +334,39 @@ int fo_tensor_bytes(const fo_model *m, const Onnx__TensorProto *t, uint8_t **dat
                            fo_str(t->name), r.location);
         }
     } else if (t->has_raw_data) {
-        if (t->raw_data.len != bytes) {
-            free(out);
+        if (t->raw_data.len != bytes)
             return fo_fail("%s: tensor '%s': raw_data holds %zu bytes; its dims need %zu",
                            m->path, fo_str(t->name), t->raw_data.len, bytes);
-        }
+        out = fo_malloc(bytes);
         if (bytes)
             memcpy(out, t->raw_data.data, bytes);
     } else {
-        size_t have;
-        switch (t->data_type) {
-        case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT:
-            have = t->n_float_data;
-            if (have == n && n)
-                memcpy(out, t->float_data, bytes);
-            break;
-        case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE:
-            have = t->n_double_data;
-            if (have == n && n)
-                memcpy(out, t->double_data, bytes);
-            break;
-        case ONNX__TENSOR_PROTO__DATA_TYPE__INT64:
-            have = t->n_int64_data;
-            if (have == n && n)
-                memcpy(out, t->int64_data, bytes);
-            break;
-        case ONNX__TENSOR_PROTO__DATA_TYPE__UINT64:
-        case ONNX__TENSOR_PROTO__DATA_TYPE__UINT32:
-            have = t->n_uint64_data;
-            for (size_t i = 0; have == n && i < n; i++) {
-                uint64_t v = t->uint64_data[i];
-                memcpy(out + i * es, &v, es); /* little-endian host: low bytes first */
-            }
-            break;
-        default: /* every narrower type is stored one element per int32, low bits first */
-            have = t->n_int32_data;
-            for (size_t i = 0; have == n && i < n; i++) {
+        if (fo_typed_count(t) != n)
+            return fo_fail("%s: tensor '%s': holds %zu values; its dims need %zu", m->path,
+                           fo_str(t->name), fo_typed_count(t), n);
+        out = fo_malloc(bytes);
+        for (size_t i = 0; i < n; i++) {
+            /* little-endian host: an element's bytes are the low bytes of its field value */
+            switch (t->data_type) {
+            case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT:
+                memcpy(out + i * es, &t->float_data[i], es);
+                break;
+            case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE:
+                memcpy(out + i * es, &t->double_data[i], es);
+                break;
+            case ONNX__TENSOR_PROTO__DATA_TYPE__INT64:
+                memcpy(out + i * es, &t->int64_data[i], es);
+                break;
+            case ONNX__TENSOR_PROTO__DATA_TYPE__UINT64:
+            case ONNX__TENSOR_PROTO__DATA_TYPE__UINT32:
+                memcpy(out + i * es, &t->uint64_data[i], es);
+                break;
+            default: {
                 uint32_t v = (uint32_t)t->int32_data[i];
                 memcpy(out + i * es, &v, es);
+                break;
             }
-            break;
-        }
-        if (have != n) {
-            free(out);
-            return fo_fail("%s: tensor '%s': holds %zu values; its dims need %zu", m->path,
-                           fo_str(t->name), have, n);
+            }
         }
     }
     *data = out;

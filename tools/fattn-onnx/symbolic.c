@@ -82,11 +82,15 @@ int fo_rank_of(const fo_graph *gi, const char *tensor)
     return -1;
 }
 
-int fo_shape_vector(const fo_graph *gi, const char *name, fo_symdim *out, int *n, int depth)
+/* Shared sub-DAGs make recursion exponential; every evaluation gets a fixed number of calls. */
+#define FO_EVAL_BUDGET 512
+
+static int fo_shape_vector_rec(const fo_graph *gi, const char *name, fo_symdim *out, int *n,
+                               int *budget)
 {
     int64_t v[FO_MAX_SYMDIMS];
     int nv;
-    if (depth > 24)
+    if (--*budget < 0)
         return 0;
     if (fo_const_ints(gi, name, v, FO_MAX_SYMDIMS, &nv)) {
         for (int i = 0; i < nv; i++)
@@ -109,13 +113,13 @@ int fo_shape_vector(const fo_graph *gi, const char *name, fo_symdim *out, int *n
         return 1;
     }
     if (fo_is_op(p, "Cast") || fo_is_op(p, "Identity"))
-        return fo_shape_vector(gi, p->input[0], out, n, depth + 1);
+        return fo_shape_vector_rec(gi, p->input[0], out, n, budget);
     if (fo_is_op(p, "Concat")) {
         *n = 0;
         for (size_t i = 0; i < p->n_input; i++) {
             fo_symdim part[FO_MAX_SYMDIMS];
             int np;
-            if (!fo_shape_vector(gi, p->input[i], part, &np, depth + 1) ||
+            if (!fo_shape_vector_rec(gi, p->input[i], part, &np, budget) ||
                 *n + np > FO_MAX_SYMDIMS)
                 return 0;
             memcpy(out + *n, part, (size_t)np * sizeof *part);
@@ -125,7 +129,7 @@ int fo_shape_vector(const fo_graph *gi, const char *name, fo_symdim *out, int *n
     }
     fo_symdim in[FO_MAX_SYMDIMS];
     int nin;
-    if (!fo_shape_vector(gi, p->input[0], in, &nin, depth + 1))
+    if (!fo_shape_vector_rec(gi, p->input[0], in, &nin, budget))
         return 0;
     if (fo_is_op(p, "Slice") && p->n_input >= 3) {
         int64_t s[1], e[1], ax[1] = {0}, st[1] = {1};
@@ -166,6 +170,12 @@ int fo_shape_vector(const fo_graph *gi, const char *name, fo_symdim *out, int *n
     return 0;
 }
 
+int fo_shape_vector(const fo_graph *gi, const char *name, fo_symdim *out, int *n)
+{
+    int budget = FO_EVAL_BUDGET;
+    return fo_shape_vector_rec(gi, name, out, n, &budget);
+}
+
 /* ---- masks built from shapes ---------------------------------------------------------------- */
 
 /* A value of the mask subgraph on a concrete n x n grid (or a scalar when count == 1). */
@@ -182,18 +192,12 @@ static double fo_at(const fo_grid *g, int i, int t)
 /* Evaluates `name` for query and key lengths equal to n, where both are the symbolic dim `len`.
  * Returns 1 with g filled (caller frees g->v), 0 when the subgraph is not understood. */
 static int fo_eval_grid(const fo_graph *gi, const char *name, const fo_symdim *len, int n,
-                        fo_grid *g, int depth)
+                        fo_grid *g, int *budget)
 {
-    if (depth > 16)
+    if (--*budget < 0)
         return 0;
     double c;
-    fo_const k;
-    if (fo_read_const(gi, name, 1, &k) == 1) {
-        int ok = k.count == 1;
-        c = ok ? k.values[0] : 0;
-        fo_const_free(&k);
-        if (!ok)
-            return 0;
+    if (fo_scalar_const(gi, name, &c)) {
         g->n = 0;
         g->v = fo_malloc(sizeof *g->v);
         g->v[0] = c;
@@ -208,11 +212,11 @@ static int fo_eval_grid(const fo_graph *gi, const char *name, const fo_symdim *l
         fo_symdim dims[FO_MAX_SYMDIMS];
         int nd;
         const char *shape = fo_is_op(p, "Expand") ? p->input[1] : p->input[0];
-        if (!fo_shape_vector(gi, shape, dims, &nd, 0) || nd != 2 ||
+        if (!fo_shape_vector(gi, shape, dims, &nd) || nd != 2 ||
             !fo_symdim_eq(&dims[0], len) || !fo_symdim_eq(&dims[1], len))
             return 0;
         if (fo_is_op(p, "Expand")) {
-            if (!fo_eval_grid(gi, p->input[0], len, n, &a, depth + 1))
+            if (!fo_eval_grid(gi, p->input[0], len, n, &a, budget))
                 return 0;
             ok = a.n == 0;
             c = a.v[0];
@@ -233,7 +237,7 @@ static int fo_eval_grid(const fo_graph *gi, const char *name, const fo_symdim *l
         if (p->n_input > 1 && p->input[1][0] &&
             (!fo_const_ints(gi, p->input[1], kk, 1, &nk) || nk != 1))
             return 0;
-        if (fo_eval_grid(gi, p->input[0], len, n, &a, depth + 1) && a.n == n) {
+        if (fo_eval_grid(gi, p->input[0], len, n, &a, budget) && a.n == n) {
             int upper = fo_attr_int(p, "upper", 1) != 0;
             g->n = n;
             g->v = fo_malloc((size_t)(n * n) * sizeof *g->v);
@@ -245,8 +249,8 @@ static int fo_eval_grid(const fo_graph *gi, const char *name, const fo_symdim *l
         }
     } else if ((fo_is_op(p, "Equal") || fo_is_op(p, "Add") || fo_is_op(p, "Sub") ||
                 fo_is_op(p, "Mul")) && p->n_input == 2) {
-        if (fo_eval_grid(gi, p->input[0], len, n, &a, depth + 1) &&
-            fo_eval_grid(gi, p->input[1], len, n, &b, depth + 1)) {
+        if (fo_eval_grid(gi, p->input[0], len, n, &a, budget) &&
+            fo_eval_grid(gi, p->input[1], len, n, &b, budget)) {
             g->n = a.n > b.n ? a.n : b.n;
             int cells = g->n ? g->n * g->n : 1;
             g->v = fo_malloc((size_t)cells * sizeof *g->v);
@@ -259,7 +263,7 @@ static int fo_eval_grid(const fo_graph *gi, const char *name, const fo_symdim *l
             ok = 1;
         }
     } else if (fo_is_op(p, "Not") || fo_is_op(p, "Cast") || fo_is_op(p, "Identity")) {
-        if (fo_eval_grid(gi, p->input[0], len, n, &a, depth + 1)) {
+        if (fo_eval_grid(gi, p->input[0], len, n, &a, budget)) {
             int cells = a.n ? a.n * a.n : 1;
             int to_bool = fo_is_op(p, "Cast") &&
                           fo_attr_int(p, "to", 0) == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL;
@@ -270,9 +274,9 @@ static int fo_eval_grid(const fo_graph *gi, const char *name, const fo_symdim *l
             ok = 1;
         }
     } else if (fo_is_op(p, "Where") && p->n_input == 3) {
-        if (fo_eval_grid(gi, p->input[0], len, n, &cnd, depth + 1) &&
-            fo_eval_grid(gi, p->input[1], len, n, &a, depth + 1) &&
-            fo_eval_grid(gi, p->input[2], len, n, &b, depth + 1)) {
+        if (fo_eval_grid(gi, p->input[0], len, n, &cnd, budget) &&
+            fo_eval_grid(gi, p->input[1], len, n, &a, budget) &&
+            fo_eval_grid(gi, p->input[2], len, n, &b, budget)) {
             g->n = cnd.n > a.n ? cnd.n : a.n > b.n ? a.n : b.n;
             int cells = g->n ? g->n * g->n : 1;
             g->v = fo_malloc((size_t)cells * sizeof *g->v);
@@ -295,7 +299,8 @@ int fo_runtime_causal_mask(const fo_graph *gi, const char *mask, const fo_symdim
     int all_allowed = 1, causal_ok = 1;
     for (int n = 1; n <= 6; n++) {
         fo_grid g;
-        if (!fo_eval_grid(gi, mask, len, n, &g, 0))
+        int budget = FO_EVAL_BUDGET;
+        if (!fo_eval_grid(gi, mask, len, n, &g, &budget))
             return 0;
         for (int i = 0; i < n; i++) {
             for (int t = 0; t < n; t++) {

@@ -22,7 +22,7 @@ int fo_symdim_eq(const fo_symdim *a, const fo_symdim *b);
 
 /* The 1-D int64 value `name` as symbolic dims, when it is built from Shape, constants, Slice,
  * Gather, Concat, Unsqueeze, Squeeze, Cast. 1 on success. */
-int fo_shape_vector(const fo_graph *gi, const char *name, fo_symdim *out, int *n, int depth);
+int fo_shape_vector(const fo_graph *gi, const char *name, fo_symdim *out, int *n);
 
 /* Whether the run-time mask `name`, built over a [len, len] grid from Expand/ConstantOfShape,
  * Trilu, Equal, Not, Cast, Where and arithmetic, is empty (causal 0) or causal (causal 1),
