@@ -238,6 +238,8 @@ static void set_default_sizes(demo_options *o, int gpu)
 
 int main(int argc, char **argv)
 {
+    /* Line-buffered even into a pipe, so a log shows how far a run got. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     demo_options o = {0};
     o.dtype = FATTN_DTYPE_BF16;
     o.device = "auto";
