@@ -219,3 +219,37 @@ def runtime_mask_decomposition(sq="seq", skv="seq", trilu_k=0, b=2, h=2, d=8):
     del g.node[:]
     g.node.extend(rebuilt)
     return model
+
+
+def folded_kt_decomposition(correct=True, b=2, h=2, s=8, d=8):
+    """BHSD attention whose K^T is made as torch makes it with dynamic shapes:
+    Reshape(k, [-1, S, D]) -> Transpose(0,2,1) -> Reshape(., [B, H, D, S]), with the shape
+    vectors sliced from Shape(k). With correct=False the last Reshape targets [B, H, S, D]
+    instead (not a transpose; only valid because S == D here)."""
+    et = TensorProto.FLOAT
+    dims = ["batch", h, "seq", d]
+    inputs = [helper.make_tensor_value_info(n, et, dims) for n in "qkv"]
+    inits = [_const(n, v, np.int64) for n, v in
+             (("minus1", [-1]), ("i0", [0]), ("i2", [2]), ("i3", [3]), ("i4", [4]))]
+    inits.append(_const("sqrt_d", np.sqrt(d), np.float32))
+    last = ["bh", "dd", "ss"] if correct else ["bh", "ss", "dd"]
+    nodes = [helper.make_node("Shape", ["k"], ["kshape"], name="kshape"),
+             helper.make_node("Slice", ["kshape", "i0", "i2"], ["bh"], name="bh"),
+             helper.make_node("Slice", ["kshape", "i2", "i3"], ["ss"], name="ss"),
+             helper.make_node("Slice", ["kshape", "i3", "i4"], ["dd"], name="dd"),
+             helper.make_node("Concat", ["minus1", "ss", "dd"], ["flat"], axis=0, name="flat"),
+             helper.make_node("Concat", last, ["unflat"], axis=0, name="unflat"),
+             helper.make_node("Reshape", ["k", "flat"], ["k3"], name="k3"),
+             helper.make_node("Transpose", ["k3"], ["k3t"], perm=[0, 2, 1], name="k3t"),
+             helper.make_node("Reshape", ["k3t", "unflat"], ["kt"], name="kt"),
+             helper.make_node("MatMul", ["q", "kt"], ["scores"], name="qk"),
+             helper.make_node("Div", ["scores", "sqrt_d"], ["scaled"], name="scale"),
+             helper.make_node("Softmax", ["scaled"], ["probs"], axis=-1, name="softmax"),
+             helper.make_node("MatMul", ["probs", "v"], ["o"], name="pv")]
+    kt_dims = ["batch", h, d, "seq"] if correct else ["batch", h, "seq", d]
+    graph = helper.make_graph(nodes, "folded_kt", inputs,
+                              [helper.make_tensor_value_info("o", et, dims)], inits,
+                              value_info=[helper.make_tensor_value_info("kt", et, kt_dims)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 10
+    return model

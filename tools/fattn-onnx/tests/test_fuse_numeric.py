@@ -140,6 +140,27 @@ def test_runtime_causal_mask_fused(tmp_path):
         assert rel_l2(got, expected) <= 1e-4 and rel_l2(got, ref) <= 1e-4
 
 
+@pytest.mark.parametrize("correct", [True, False], ids=["transpose_chain", "look_alike"])
+def test_folded_k_transpose_only_when_proven(tmp_path, correct):
+    """Reshape -> Transpose(0,2,1) -> Reshape is taken as K^T only when its shape vectors prove
+    it; a look-alike (valid only because S == D) gets an explicit Transpose instead. Both must
+    match onnxruntime."""
+    model = fo_graphs.folded_kt_decomposition(correct)
+    src = tmp_path / "in.onnx"
+    onnx.save(model, src)
+    check(model)
+    run_tool("fuse", src, tmp_path / "fused.onnx")
+    fused = check(tmp_path / "fused.onnx")
+    (node,) = plugin_nodes(fused)
+    assert node.input[1] == "k" if correct else node.input[1] != "k"
+    assert ("Reshape" in ops(fused)) != correct
+    rng = fresh_rng("folded_kt")
+    feeds = {n: rng.standard_normal((2, 2, 8, 8)).astype(np.float32) for n in "qkv"}
+    err = rel_l2(run_fused(fused, feeds)[0], run_ort(model, feeds)[0])
+    print(f"folded K^T ({'correct' if correct else 'look-alike'}): rel L2 {err:.2e}")
+    assert err <= 1e-4
+
+
 TORCH_FIXTURES = [("torch_attention_block.onnx", (1, 8)),
                   ("torch_sdpa_opset23.onnx", (1, 8)),
                   ("torch_sdpa_dynamic_opset20.onnx", (3, 13)),
