@@ -57,10 +57,10 @@ P=$BUILD/plugin
 } >>"$SUMMARY"
 
 step core_test "$OUT/core_test.log" "$P/fattn_plugin_core_test"
-step conformance "$OUT/conformance.log" timeout 300 "$P/fattn_plugin_conformance" --plugin-dir "$P"
+step conformance "$OUT/conformance.log" timeout 240 "$P/fattn_plugin_conformance" --plugin-dir "$P"
 tail -3 "$OUT/conformance.log" | tee -a "$SUMMARY"
 if command -v compute-sanitizer >/dev/null; then
-  step memcheck "$OUT/memcheck.log" timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 \
+  step memcheck "$OUT/memcheck.log" timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 \
     "$P/fattn_plugin_conformance" --plugin-dir "$P" --quick
   grep -E "ERROR SUMMARY|checks," "$OUT/memcheck.log" | tail -2 | tee -a "$SUMMARY"
 fi
