@@ -39,9 +39,12 @@ def node_attributes(mode, causal=False, scale=None):
 
 def symbolic_node(q, k, v, mode, causal=False, scale=None):
     """Emits the plugin node into the graph the dynamo exporter is tracing."""
-    return torch.onnx.ops.symbolic(f"{DOMAIN}::{PLUGIN_NAME}", (q, k, v),
-                                   node_attributes(mode, causal, scale), dtype=q.dtype,
-                                   shape=q.shape, version=OPSET_VERSION)
+    out = torch.onnx.ops.symbolic(f"{DOMAIN}::{PLUGIN_NAME}", (q, k, v),
+                                  node_attributes(mode, causal, scale), dtype=q.dtype,
+                                  shape=q.shape, version=OPSET_VERSION)
+    # The traced output is made on the CPU whatever the inputs' device; moving it back keeps a
+    # CUDA model traceable, and the move exports as nothing.
+    return out if out.device == q.device else out.to(q.device)
 
 
 def is_dynamo_export():

@@ -171,6 +171,20 @@ def test_what_the_plugin_cannot_express_does_not_export():
         torch.onnx.export(Causal().eval(), (q,), os.devnull, dynamo=False)
 
 
+def test_export_of_a_model_on_another_device():
+    """torch.onnx.ops.symbolic traces its output on the CPU; the node must still export for a
+    model on another device (meta here, CUDA in practice), with no device move left behind."""
+
+    class Scaled(torch.nn.Module):
+        def forward(self, q, k, v):
+            return fattn.custom_attn(q, k, v) * 2
+
+    q = torch.randn(2, 11, HEADS, HEAD_DIM, device="meta")
+    dims = {0: torch.export.Dim("batch"), 1: torch.export.Dim("seq")}
+    program = torch.onnx.export(Scaled(), (q, q, q), dynamo=True, dynamic_shapes=(dims,) * 3)
+    assert [n.op_type for n in program.model_proto.graph.node] == [export.PLUGIN_NAME, "Mul"]
+
+
 def _with_reference_function(model):
     """The model plus a model-local ONNX function standing in for the plugin (plain attention
     from standard ops), so that shape inference and onnxruntime can see through the node."""

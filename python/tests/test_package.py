@@ -42,6 +42,7 @@ def test_fattn_library_wins_and_a_missing_library_is_reported(tmp_path):
 
     missing = tmp_path / "nowhere" / "libfattn.so"
     env["FATTN_LIBRARY"] = str(missing)
+    env.pop("LD_LIBRARY_PATH", None)  # the system search would find the library through it
     run = _python("import torch, fattn; fattn.custom_attn(*[torch.ones(1, 2, 1, 4)] * 3)", env,
                   tmp_path)
     assert run.returncode != 0
