@@ -6,6 +6,7 @@
  * variant under test.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +95,48 @@ static int check_empty_rows(const tu_problem *pr)
     return 1;
 }
 
+/* Callers (TensorRT, PyTorch) run forwards from several threads at once; the library keeps no
+ * shared state, so each must come out right. Some ask for more threads than there are items. */
+typedef struct concurrent_job {
+    tu_problem pr;
+    int threads;
+    int ok;
+} concurrent_job;
+
+static void *run_job(void *arg)
+{
+    concurrent_job *job = arg;
+    tu_check chk;
+    job->ok = fattn_cpu_forward(&job->pr.params, job->threads) == FATTN_OK &&
+              tu_check_output(&job->pr, NULL, NULL, &chk) == 0 &&
+              tu_check_passes(&job->pr, &chk, bound_for(job->pr.shape.dtype), 1e-4);
+    return NULL;
+}
+
+static int test_concurrent_calls(tu_rng *rng)
+{
+    enum { JOBS = 4 };
+    concurrent_job jobs[JOBS];
+    pthread_t threads[JOBS];
+    int failures = 0;
+    for (int j = 0; j < JOBS; j++) {
+        tu_shape s = {1 + j % 2, 50 + 17 * j, 80 - 9 * j, 4, 2, 32 * (j + 1),
+                      (fattn_dtype)(j % 3), j % 2, 0, (tu_layout)(j % 2), 0, 1};
+        if (tu_problem_init(&jobs[j].pr, &s, rng, 1.0) != 0)
+            return 1;
+        jobs[j].threads = j == 0 ? 64 : 2;
+    }
+    for (int j = 0; j < JOBS; j++)
+        pthread_create(&threads[j], NULL, run_job, &jobs[j]);
+    for (int j = 0; j < JOBS; j++) {
+        pthread_join(threads[j], NULL);
+        failures += !jobs[j].ok;
+        tu_problem_free(&jobs[j].pr);
+    }
+    printf("%d of %d concurrent forwards passed\n", JOBS - failures, JOBS);
+    return failures;
+}
+
 int main(void)
 {
     tu_rng rng;
@@ -142,5 +185,6 @@ int main(void)
         }
     }
     printf("%d of %d forward cases passed\n", count - failures, count);
+    failures += test_concurrent_calls(&rng);
     return failures ? 1 : 0;
 }
