@@ -3,6 +3,7 @@
 # portable kernel for the CUDA-marked tests), then the transformer-block example at the seed's
 # shape with timings and its ONNX export. Logs go to $OUT (or ./torch-gpu-out).
 #
+# PARTS="auto portable example" picks what runs (default: all three).
 # libfattn: a prebuilt one in .stage/torch/ (built on the CPU machine with
 #   cmake -B build-torch-gpu -G Ninja -DFATTN_CUDA_ARCHS=90a-real && ninja -C build-torch-gpu fattn
 #   fattn_plugin_core_shared, then copied there; carry .stage/torch), else it is built here.
@@ -30,16 +31,23 @@ fi
 export FATTN_LIBRARY=$LIB/libfattn.so FATTN_PLUGIN_CORE_LIBRARY=$LIB/libfattn_plugin_core.so
 export LD_LIBRARY_PATH=$LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
-timeout 240 python3 -m pytest -q -p no:cacheprovider -rs python/tests >"$OUT/pytest-auto.log" 2>&1
-say "pytest (all suites, default dispatch): rc=$? $(tail -1 "$OUT/pytest-auto.log")"
-grep -E "^(FAILED|ERROR)" "$OUT/pytest-auto.log" | head -20 | tee -a "$OUT/summary.txt"
+PARTS=${PARTS:-auto portable example}
+if [[ " $PARTS " == *" auto "* ]]; then
+  timeout 240 python3 -m pytest -q -p no:cacheprovider -rs python/tests >"$OUT/pytest-auto.log" 2>&1
+  say "pytest (all suites, default dispatch): rc=$? $(tail -1 "$OUT/pytest-auto.log")"
+  grep -E "^(FAILED|ERROR)" "$OUT/pytest-auto.log" | head -20 | tee -a "$OUT/summary.txt"
+fi
 
-FATTN_FORCE_PORTABLE=1 timeout 90 python3 -m pytest -q -p no:cacheprovider -rs -m cuda -k "not compile" \
-  python/tests >"$OUT/pytest-portable.log" 2>&1
-say "pytest (cuda tests, FATTN_FORCE_PORTABLE=1): rc=$? $(tail -1 "$OUT/pytest-portable.log")"
-grep -E "^(FAILED|ERROR)" "$OUT/pytest-portable.log" | head -20 | tee -a "$OUT/summary.txt"
+if [[ " $PARTS " == *" portable "* ]]; then
+  FATTN_FORCE_PORTABLE=1 timeout 90 python3 -m pytest -q -p no:cacheprovider -rs -m cuda \
+    -k "not compile" python/tests >"$OUT/pytest-portable.log" 2>&1
+  say "pytest (cuda tests, FATTN_FORCE_PORTABLE=1): rc=$? $(tail -1 "$OUT/pytest-portable.log")"
+  grep -E "^(FAILED|ERROR)" "$OUT/pytest-portable.log" | head -20 | tee -a "$OUT/summary.txt"
+fi
 
-timeout 180 python3 examples/transformer_block/transformer_block.py --seq 15708 \
-  --export /tmp/block.onnx >"$OUT/example.log" 2>&1
-say "example (1x15708x4096 bf16): rc=$?"
-grep -vE "^\[torch.onnx\]|torchvision|^W[0-9]" "$OUT/example.log" | tail -12 | tee -a "$OUT/summary.txt"
+if [[ " $PARTS " == *" example "* ]]; then
+  timeout 180 python3 examples/transformer_block/transformer_block.py --seq 15708 \
+    --export /tmp/block.onnx >"$OUT/example.log" 2>&1
+  say "example (1x15708x4096 bf16): rc=$?"
+  grep -vE "^\[torch.onnx\]|torchvision|^W[0-9]" "$OUT/example.log" | tail -12 | tee -a "$OUT/summary.txt"
+fi
