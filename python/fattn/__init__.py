@@ -9,7 +9,7 @@
 libfattn is found through $FATTN_LIBRARY, the package's lib/ folder, the repository's build*/
 folders, then the system's library path (see fattn.capi.load_library); it is loaded on first use.
 """
-from . import capi, export, ops
+from . import capi, export, ops  # importing ops registers torch.ops.attn.*
 from .capi import FattnError, LibraryNotFound
 from .export import export_onnx
 from .functional import (custom_attn, flash_attn_func, redirect_sdpa,
@@ -17,5 +17,5 @@ from .functional import (custom_attn, flash_attn_func, redirect_sdpa,
 
 export.register_legacy_symbolic()
 
-__all__ = ["FattnError", "LibraryNotFound", "custom_attn", "export_onnx", "flash_attn_func",
-           "redirect_sdpa", "scaled_dot_product_attention"]
+__all__ = ["FattnError", "LibraryNotFound", "capi", "custom_attn", "export", "export_onnx",
+           "flash_attn_func", "ops", "redirect_sdpa", "scaled_dot_product_attention"]
