@@ -114,7 +114,8 @@ FATTN_API void fattn_params_bshd(fattn_params *params, int64_t batch, int64_t se
 
 /*
  * CPU forward, multithreaded over batch x head x query blocks. num_threads 0 picks the number of
- * CPUs this process may run on (its affinity mask). Exact to fp32 rounding; it is also the reference GPU kernels are held to.
+ * CPUs this process may run on (its affinity mask). Exact to fp32 rounding; it is also the
+ * reference GPU kernels are held to.
  * FATTN_MODE_FP8 returns FATTN_ERR_UNSUPPORTED on the CPU.
  */
 FATTN_API fattn_status fattn_cpu_forward(const fattn_params *params, int num_threads);
