@@ -321,6 +321,24 @@ static int fo_check_types(const fo_graph *gi, fo_site *s, fo_shape *q, fo_shape 
     return 0;
 }
 
+/* Whether Q's and K's sequence lengths are provably equal: the same known dim in the shape
+ * information, or the same symbolic dim along their chains. *len gets it. */
+static int fo_same_seq_len(const fo_graph *gi, const fo_site *s, fo_symdim *len)
+{
+    for (size_t i = 0; i < s->q.n; i++) {
+        fo_symdim dq, dk;
+        fo_symdim_of(gi, s->q.c[i].name, s->q.c[i].perm[2], &dq);
+        for (size_t j = 0; j < s->k.n; j++) {
+            fo_symdim_of(gi, s->k.c[j].name, s->k.c[j].perm[2], &dk);
+            if (fo_symdim_eq(&dq, &dk) && (dq.name || dq.value >= 0)) {
+                *len = dq;
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
 /* ---- ONNX Attention ------------------------------------------------------------------------- */
 
 static void fo_match_attention(const fo_graph *gi, size_t index, fo_site *s)
@@ -405,7 +423,8 @@ static void fo_match_attention(const fo_graph *gi, size_t index, fo_site *s)
         return;
     /* ONNX aligns its causal mask top-left without a KV cache, fattn bottom-right: they agree
      * only when Sq == Skv. */
-    if (s->causal && fo_dim_eq(&q, 2, &k, 2) != 1) {
+    fo_symdim len;
+    if (s->causal && fo_dim_eq(&q, 2, &k, 2) != 1 && !fo_same_seq_len(gi, s, &len)) {
         fo_site_fail(s, "is_causal with Sq and Skv not known to be equal (ONNX's causal mask is "
                      "top-left aligned here, fattn's bottom-right; they agree only when Sq == "
                      "Skv)");
@@ -432,43 +451,38 @@ typedef struct fo_mask {
 /* A mask computed at run time from the sequence length (torch's SDPA export with dynamic
  * shapes): accepted when Q and K provably have the same length, so that its top-left causal
  * triangle is also fattn's bottom-right one. */
-static int fo_runtime_mask(const fo_graph *gi, fo_site *s, const char *mask, double after)
+static int fo_runtime_mask(const fo_graph *gi, fo_site *s, const fo_mask *mk, double after)
 {
-    for (size_t i = 0; i < s->q.n; i++) {
-        fo_symdim dq, dk;
-        fo_symdim_of(gi, s->q.c[i].name, s->q.c[i].perm[2], &dq);
-        for (size_t j = 0; j < s->k.n; j++) {
-            fo_symdim_of(gi, s->k.c[j].name, s->k.c[j].perm[2], &dk);
-            int causal;
-            if (fo_symdim_eq(&dq, &dk) &&
-                fo_runtime_causal_mask(gi, mask, &dq, after, &causal)) {
-                s->causal = causal;
-                return 1;
-            }
-        }
-    }
-    return 0;
+    fo_symdim len;
+    int causal;
+    if (!fo_same_seq_len(gi, s, &len) ||
+        !fo_runtime_causal_mask(gi, mk->value, &len,
+                                mk->kind == FO_MASK_WHERE ? mk->masked_when : -1, after,
+                                &causal))
+        return 0;
+    s->causal = causal;
+    return 1;
 }
 
 /* Classifies a constant mask as empty (causal 0) or bottom-right causal (causal 1). */
 static int fo_mask_causal(const fo_graph *gi, fo_site *s, const fo_mask *mk, double after,
                           const fo_shape *q, const fo_shape *k)
 {
+    if (mk->kind == FO_MASK_WHERE && !(mk->fill * after <= FO_MASKED))
+        return fo_site_fail(s, "Where fills masked scores with %g, not -inf or a large negative "
+                            "number", mk->fill * after);
     fo_const c;
     int r = fo_read_const(gi, mk->value, FO_MAX_MASK, &c);
     if (r < 0)
         return fo_site_fail(s, "reading mask '%s' failed: %s", mk->value, fo_error());
     if (r == 0) {
-        if (mk->kind == FO_MASK_ADD && fo_runtime_mask(gi, s, mk->value, after))
+        if (fo_runtime_mask(gi, s, mk, after))
             return 0;
         return fo_site_fail(s, "%s '%s' is neither a constant nor a causal mask built from the "
                             "sequence length", mk->kind == FO_MASK_ADD ? "mask" : "condition",
                             mk->value);
     }
     int rc = 0;
-    if (mk->kind == FO_MASK_WHERE && !(mk->fill * after <= FO_MASKED))
-        rc = fo_site_fail(s, "Where fills masked scores with %g, not -inf or a large negative "
-                          "number", mk->fill * after);
     if (!rc && c.rank == 0) {
         /* A scalar mask treats every score alike: a finite shift leaves softmax unchanged. */
         int masks_all = mk->kind == FO_MASK_WHERE ? (c.values[0] != 0) == mk->masked_when

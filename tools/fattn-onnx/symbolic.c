@@ -294,7 +294,7 @@ static int fo_eval_grid(const fo_graph *gi, const char *name, const fo_symdim *l
 }
 
 int fo_runtime_causal_mask(const fo_graph *gi, const char *mask, const fo_symdim *len,
-                           double after, int *causal)
+                           int masked_when, double after, int *causal)
 {
     int all_allowed = 1, causal_ok = 1;
     for (int n = 1; n <= 6; n++) {
@@ -305,8 +305,8 @@ int fo_runtime_causal_mask(const fo_graph *gi, const char *mask, const fo_symdim
         for (int i = 0; i < n; i++) {
             for (int t = 0; t < n; t++) {
                 double v = fo_at(&g, i, t);
-                int allowed = v == 0;
-                if (!allowed && !(v * after <= -1e4)) {
+                int allowed = masked_when < 0 ? v == 0 : (v != 0) != masked_when;
+                if (masked_when < 0 && !allowed && !(v * after <= -1e4)) {
                     free(g.v);
                     return 0;
                 }

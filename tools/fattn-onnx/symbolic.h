@@ -25,9 +25,10 @@ int fo_symdim_eq(const fo_symdim *a, const fo_symdim *b);
 int fo_shape_vector(const fo_graph *gi, const char *name, fo_symdim *out, int *n);
 
 /* Whether the run-time mask `name`, built over a [len, len] grid from Expand/ConstantOfShape,
- * Trilu, Equal, Not, Cast, Where and arithmetic, is empty (causal 0) or causal (causal 1),
- * given that scores are multiplied by `after` once it is added. 1 when proven, else 0. */
+ * Trilu, Equal, Not, Cast, Where and arithmetic, is empty (causal 0) or causal (causal 1).
+ * masked_when < 0: `name` is added to the scores (then multiplied by `after`); 0 or 1: `name`
+ * is a Where condition and that value selects the fill. 1 when proven, else 0. */
 int fo_runtime_causal_mask(const fo_graph *gi, const char *name, const fo_symdim *len,
-                           double after, int *causal);
+                           int masked_when, double after, int *causal);
 
 #endif

@@ -187,10 +187,11 @@ def random_inputs(model, rng):
     return feeds
 
 
-def runtime_mask_decomposition(sq="seq", skv="seq", trilu_k=0, b=2, h=2, d=8):
+def runtime_mask_decomposition(sq="seq", skv="seq", trilu_k=0, b=2, h=2, d=8, where=False):
     """BSHD attention whose causal mask is built at run time the way torch's SDPA export builds
     it: Shape -> Slice (length) -> Concat -> Expand(1) -> Trilu -> Equal(0) -> Where(-big, 0),
-    over [Sq, Skv] taken from q's and k's shapes (symbolic dims sq and skv)."""
+    over [Sq, Skv] taken from q's and k's shapes (symbolic dims sq and skv). where=True applies
+    it as masked_fill does instead: Where(above the diagonal, -inf, scores)."""
     model = decomposition(b=b, hq=h, hkv=h, d=d)
     g = model.graph
     for vi_, dim in zip(g.input, (sq, skv, skv)):
@@ -210,11 +211,15 @@ def runtime_mask_decomposition(sq="seq", skv="seq", trilu_k=0, b=2, h=2, d=8):
              helper.make_node("Expand", ["one", "grid"], ["ones"], name="ones"),
              helper.make_node("Trilu", ["ones"] + (["diag"] if trilu_k else []), ["tril"],
                               upper=0, name="tril"),
-             helper.make_node("Equal", ["tril", "zero"], ["above"], name="above"),
-             helper.make_node("Where", ["above", "big", "zero"], ["mask"], name="mask")]
+             helper.make_node("Equal", ["tril", "zero"], ["above"], name="above")]
+    if where:
+        g.initializer.append(_const("ninf", -np.inf, np.float32))
+        add = helper.make_node("Where", ["above", "ninf", "scaled"], ["masked"], name="fill")
+    else:
+        nodes.append(helper.make_node("Where", ["above", "big", "zero"], ["mask"], name="mask"))
+        add = helper.make_node("Add", ["scaled", "mask"], ["masked"], name="mask_add")
     softmax = next(i for i, n in enumerate(g.node) if n.op_type == "Softmax")
     g.node[softmax].input[0] = "masked"
-    add = helper.make_node("Add", ["scaled", "mask"], ["masked"], name="mask_add")
     rebuilt = list(g.node[:softmax]) + nodes + [add] + list(g.node[softmax:])
     del g.node[:]
     g.node.extend(rebuilt)

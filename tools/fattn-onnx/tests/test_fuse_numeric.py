@@ -120,10 +120,11 @@ def test_onnx_attention_fused_matches_onnxruntime(tmp_path, case):
     assert sum(n.op_type == "Transpose" for n in fused.graph.node) == inserted
 
 
-def test_runtime_causal_mask_fused(tmp_path):
-    """A causal mask computed from Shape(q) and Shape(k) whose lengths share one symbolic dim:
-    fused as causal, checked at two lengths."""
-    model = fo_graphs.runtime_mask_decomposition()
+@pytest.mark.parametrize("where", [False, True], ids=["add", "where"])
+def test_runtime_causal_mask_fused(tmp_path, where):
+    """A causal mask computed from Shape(q) and Shape(k) whose lengths share one symbolic dim,
+    added to the scores or applied with Where: fused as causal, checked at two lengths."""
+    model = fo_graphs.runtime_mask_decomposition(where=where)
     src = tmp_path / "in.onnx"
     onnx.save(model, src)
     check(model)
