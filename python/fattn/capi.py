@@ -5,7 +5,6 @@ struct layouts below must mirror fattn.h exactly (test_capi checks sizes against
 """
 import ctypes
 import ctypes.util
-import glob
 import os
 
 OK = 0
@@ -77,8 +76,11 @@ def _candidates(path):
     if env:
         yield env
     yield os.path.join(_PACKAGE_DIR, "lib", "libfattn.so")
-    # Newest build first, so a fresh build wins over a stale one.
-    built = glob.glob(os.path.join(_REPO_ROOT, "build*", "src", "libfattn.so"))
+    # Only the folders the README's scripts build without sanitizers: an ASan build cannot be
+    # loaded into an uninstrumented Python. Newest first, so a fresh build wins over a stale one.
+    built = [os.path.join(_REPO_ROOT, folder, "src", "libfattn.so")
+             for folder in ("build", "build-demo", os.path.join("build-test", "release"))]
+    built = [lib for lib in built if os.path.exists(lib)]
     yield from sorted(built, key=os.path.getmtime, reverse=True)
     found = ctypes.util.find_library("fattn")
     if found:
@@ -89,7 +91,7 @@ _lib = None
 
 
 def load_library(path=None):
-    """Loads libfattn once: `path`, $FATTN_LIBRARY, the package's lib/, the repo's build*/ folders,
+    """Loads libfattn once: `path`, $FATTN_LIBRARY, the package's lib/, the repo's build folders,
     then the system's library path. Raises LibraryNotFound listing every place tried."""
     global _lib
     if _lib is not None and path is None:
