@@ -53,9 +53,10 @@ static int fo_const_ints(const fo_graph *gi, const char *name, int64_t *v, int m
         return 0;
     int ok = c.rank <= 1;
     for (size_t i = 0; ok && i < c.count; i++) {
-        ok = c.values[i] == floor(c.values[i]);
-        v[i] = c.values[i] >= 9.2e18 ? INT64_MAX : c.values[i] <= -9.2e18 ? INT64_MIN
-                                                                         : (int64_t)c.values[i];
+        double x = c.values[i];
+        ok = x == floor(x); /* false for NaN */
+        if (ok)
+            v[i] = x >= 9.2e18 ? INT64_MAX : x <= -9.2e18 ? INT64_MIN : (int64_t)x;
     }
     *n = (int)c.count;
     fo_const_free(&c);
