@@ -559,6 +559,19 @@ static int fo_is_const_name(const fo_graph *gi, const char *name)
     return p && fo_is_op(p, "Constant");
 }
 
+/* A Cast with one input and output to a float type; to float only when `up` (an upcast of
+ * half-precision scores, which changes no value). */
+static int fo_float_cast(const Onnx__NodeProto *p, int up)
+{
+    if (!fo_is_op(p, "Cast") || p->n_input != 1 || !p->input[0][0] || p->n_output < 1 ||
+        !p->output[0][0])
+        return 0;
+    int64_t to = fo_attr_int(p, "to", 0);
+    return to == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT ||
+           (!up && (to == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16 ||
+                    to == ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16));
+}
+
 /* Whether a value is the scores (a MatMul, possibly scaled) rather than a mask. */
 static int fo_scores_side(const fo_graph *gi, const char *name)
 {
@@ -584,8 +597,16 @@ static void fo_match_decomposition(const fo_graph *gi, size_t index, fo_site *s)
     s->anchor = index;
     const char *x = sm->input[0], *y = sm->output[0];
     int64_t axis = fo_attr_int(sm, "axis", gi->opset >= 13 ? -1 : 1);
-    const Onnx__NodeProto *mm2 = NULL;
+    const Onnx__NodeProto *mm2 = NULL, *cast_back = NULL;
     int64_t *c2 = fo_map_get(&gi->first_consumer, y);
+    /* Softmax run in float and cast back to the model's type (mixed-precision exports): fattn's
+     * softmax is float anyway. */
+    if (c2 && fo_is_op(gi->g->node[*c2], "Cast") && fo_consumer_count(gi, y) == 1 &&
+        !fo_is_graph_output(gi, y) && fo_float_cast(gi->g->node[*c2], 0)) {
+        cast_back = gi->g->node[*c2];
+        y = cast_back->output[0];
+        c2 = fo_map_get(&gi->first_consumer, y);
+    }
     if (c2)
         mm2 = gi->g->node[*c2];
     if (mm2 && !fo_is_op(mm2, "MatMul"))
@@ -608,7 +629,9 @@ static void fo_match_decomposition(const fo_graph *gi, size_t index, fo_site *s)
         if (!failed && fo_intermediate(gi, s, cur) != 0)
             failed = 1;
         between[n_between++] = p;
-        if (fo_scalar_factor(gi, p, &f, &other)) {
+        if (fo_float_cast(p, 1)) {
+            cur = p->input[0];
+        } else if (fo_scalar_factor(gi, p, &f, &other)) {
             if (mk.kind == FO_MASK_NONE)
                 after *= f;
             else
@@ -662,7 +685,10 @@ static void fo_match_decomposition(const fo_graph *gi, size_t index, fo_site *s)
     fo_path_add(s, "MatMul '%s'", p && fo_is_op(p, "MatMul") ? fo_name(p) : "?");
     for (int i = n_between; i-- > 0;)
         fo_path_add(s, " -> %s '%s'", fo_str(between[i]->op_type), fo_name(between[i]));
-    fo_path_add(s, " -> Softmax '%s' -> MatMul '%s'", fo_name(sm), mm2 ? fo_name(mm2) : "?");
+    fo_path_add(s, " -> Softmax '%s'", fo_name(sm));
+    if (cast_back)
+        fo_path_add(s, " -> Cast '%s'", fo_name(cast_back));
+    fo_path_add(s, " -> MatMul '%s'", mm2 ? fo_name(mm2) : "?");
     if (failed)
         return;
     if (axis != -1 && axis != 3) {
@@ -696,6 +722,11 @@ static void fo_match_decomposition(const fo_graph *gi, size_t index, fo_site *s)
     fo_shape q, k, v;
     if (fo_check_types(gi, s, &q, &k, &v) != 0)
         return;
+    if (cast_back && fo_attr_int(cast_back, "to", 0) != q.elem_type) {
+        fo_site_fail(s, "the probabilities are cast to type %lld, which is not Q's known type",
+                     (long long)fo_attr_int(cast_back, "to", 0));
+        return;
+    }
     if (mk.kind != FO_MASK_NONE && fo_mask_causal(gi, s, &mk, after, &q, &k) != 0)
         return;
     s->has_scale = 1;

@@ -19,7 +19,7 @@ def causal_allowed(sq, skv, align="bottom_right"):
 
 def decomposition(b=2, sq=5, skv=5, hq=2, hkv=2, d=8, layout="bshd", k_form="direct",
                   scale_form="div", mask=None, out_transpose=True, dtype=np.float32,
-                  opset=18, mask_value=-np.inf, extra_prob_use=False):
+                  opset=18, mask_value=-np.inf, extra_prob_use=False, float_softmax=False):
     """MatMul(Q, K^T) -> scale -> [mask] -> Softmax -> MatMul(., V) with the head layout ops.
 
     layout: "bshd" inputs [B,S,H,D] transposed into heads, "bhsd" inputs [B,H,S,D],
@@ -29,6 +29,7 @@ def decomposition(b=2, sq=5, skv=5, hq=2, hkv=2, d=8, layout="bshd", k_form="dir
             sqrt(scale) (torch's SDPA decomposition), "none".
     mask: None, "causal_add", "causal_where", "causal_where_fill_first", "topleft", "bias",
           "runtime", "zeros", "mask_before_scale".
+    float_softmax: Cast(float) -> Softmax -> Cast(back), as mixed-precision exports run it.
     """
     dt = np.dtype(dtype)
     et = NP_TO_ONNX[dt]
@@ -110,8 +111,15 @@ def decomposition(b=2, sq=5, skv=5, hq=2, hkv=2, d=8, layout="bshd", k_form="dir
         cur = "masked"
     if mask == "mask_before_scale":
         cur = apply_scale(cur)
+    probs = "probs"
+    if float_softmax:
+        nodes.append(helper.make_node("Cast", [cur], ["scores_f32"], to=TensorProto.FLOAT,
+                                      name="up"))
+        cur, probs = "scores_f32", "probs_back"
     nodes.append(helper.make_node("Softmax", [cur], ["probs"], axis=-1, name="softmax"))
-    nodes.append(helper.make_node("MatMul", ["probs", vh], ["ctx"], name="pv"))
+    if float_softmax:
+        nodes.append(helper.make_node("Cast", ["probs"], [probs], to=et, name="down"))
+    nodes.append(helper.make_node("MatMul", [probs, vh], ["ctx"], name="pv"))
     outputs = []
     if out_transpose:
         tr("ctx", [0, 2, 1, 3], "o")
