@@ -7,24 +7,36 @@
 #include "hopper.h"
 #include "kernel.cuh"
 
-/* Tile configuration per head dim. NWG consumer warpgroups of 64 query rows each; BN keys per
- * stage; STAGES deep. Each fits the register split of kernel.cuh (O takes D/2 fp32 registers, S
- * takes BN/2) and the 227 KB of shared memory. */
+/* Tile configuration per head dim (each overridable with -D for tuning runs): NWG consumer
+ * warpgroups of 64 query rows each; BN keys per stage; STAGES deep. Each fits the register split
+ * of kernel.cuh (O takes D/2 fp32 registers, S takes BN/2) and the 227 KB of shared memory. */
+#ifndef CFG64_NWG
+#define CFG64_NWG 3
+#endif
 #ifndef CFG64_BN
 #define CFG64_BN 128
+#endif
+#ifndef CFG64_STAGES
+#define CFG64_STAGES 2
+#endif
+#ifndef CFG128_NWG
+#define CFG128_NWG 2
 #endif
 #ifndef CFG128_BN
 #define CFG128_BN 128
 #endif
-#ifndef CFG256_BN
-#define CFG256_BN 64
-#endif
-#define CFG64_NWG 3
-#define CFG64_STAGES 2
-#define CFG128_NWG 2
+#ifndef CFG128_STAGES
 #define CFG128_STAGES 2
+#endif
+#ifndef CFG256_NWG
 #define CFG256_NWG 2
+#endif
+#ifndef CFG256_BN
+#define CFG256_BN 80
+#endif
+#ifndef CFG256_STAGES
 #define CFG256_STAGES 2
+#endif
 
 static int rows_per_cta(int64_t head_dim)
 {

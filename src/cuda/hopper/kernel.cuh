@@ -15,7 +15,9 @@
 #include "softmax.cuh"
 
 /* Registers per thread after reallocation: the producer keeps the minimum, the consumers share
- * the rest of the 64K-entry register file. */
+ * the rest. setmaxnreg only moves registers within the CTA's launch allocation (384 threads x 168
+ * for 2 consumers, 512 x 128 for 3), so 24 + 2 * 240 = 3 * 168 and 24 + 3 * 160 <= 4 * 128; asking
+ * for more makes setmaxnreg.inc wait forever. */
 #define HOPPER_PRODUCER_REGS 24
 #define HOPPER_CONSUMER_REGS(NWG) ((NWG) == 2 ? 240 : 160)
 

@@ -12,39 +12,31 @@
 template <bool BF16, int N>
 static __device__ __forceinline__ void wgmma_ss(float *d, uint64_t da, uint64_t db, int scale_d)
 {
+    static_assert(N == 64 || N == 80 || N == 128 || N == 176, "no wgmma SS wrapper for this key block");
     if constexpr (BF16) {
         if constexpr (N == 64) wgmma_ss_bf16_n64(d, da, db, scale_d);
         else if constexpr (N == 80) wgmma_ss_bf16_n80(d, da, db, scale_d);
         else if constexpr (N == 128) wgmma_ss_bf16_n128(d, da, db, scale_d);
-        else if constexpr (N == 176) wgmma_ss_bf16_n176(d, da, db, scale_d);
-        else if constexpr (N == 192) wgmma_ss_bf16_n192(d, da, db, scale_d);
-        else wgmma_ss_bf16_n256(d, da, db, scale_d);
+        else wgmma_ss_bf16_n176(d, da, db, scale_d);
     } else {
         if constexpr (N == 64) wgmma_ss_f16_n64(d, da, db, scale_d);
         else if constexpr (N == 80) wgmma_ss_f16_n80(d, da, db, scale_d);
         else if constexpr (N == 128) wgmma_ss_f16_n128(d, da, db, scale_d);
-        else if constexpr (N == 176) wgmma_ss_f16_n176(d, da, db, scale_d);
-        else if constexpr (N == 192) wgmma_ss_f16_n192(d, da, db, scale_d);
-        else wgmma_ss_f16_n256(d, da, db, scale_d);
+        else wgmma_ss_f16_n176(d, da, db, scale_d);
     }
 }
 
 template <bool BF16, int N>
 static __device__ __forceinline__ void wgmma_rs(float *d, const uint32_t *a, uint64_t db, int scale_d)
 {
+    static_assert(N == 64 || N == 128 || N == 256, "no wgmma RS wrapper for this head dim");
     if constexpr (BF16) {
         if constexpr (N == 64) wgmma_rs_bf16_n64(d, a, db, scale_d);
-        else if constexpr (N == 80) wgmma_rs_bf16_n80(d, a, db, scale_d);
         else if constexpr (N == 128) wgmma_rs_bf16_n128(d, a, db, scale_d);
-        else if constexpr (N == 176) wgmma_rs_bf16_n176(d, a, db, scale_d);
-        else if constexpr (N == 192) wgmma_rs_bf16_n192(d, a, db, scale_d);
         else wgmma_rs_bf16_n256(d, a, db, scale_d);
     } else {
         if constexpr (N == 64) wgmma_rs_f16_n64(d, a, db, scale_d);
-        else if constexpr (N == 80) wgmma_rs_f16_n80(d, a, db, scale_d);
         else if constexpr (N == 128) wgmma_rs_f16_n128(d, a, db, scale_d);
-        else if constexpr (N == 176) wgmma_rs_f16_n176(d, a, db, scale_d);
-        else if constexpr (N == 192) wgmma_rs_f16_n192(d, a, db, scale_d);
         else wgmma_rs_f16_n256(d, a, db, scale_d);
     }
 }
