@@ -20,7 +20,8 @@ static __device__ __forceinline__ void load_tile(uint32_t dst, const CUtensorMap
         tma_load_4d(dst + c * ROWS * HOPPER_ROW_BYTES, map, bar, c * 64, row, head, batch);
 }
 
-/* Loads every consumer's Q tile once the warpgroup has stored its previous output from it. */
+/* Loads every consumer's Q tile once the warpgroup has released it: after its last Q K^T, or, when O
+ * is staged in the Q tile, after the store of O has read it. */
 template <int D, int NWG>
 static __device__ __forceinline__ void load_q(const hopper_args *a, const hopper_tile *t, uint32_t smem,
                                               uint32_t q_full, uint32_t q_empty, int tile_iter)

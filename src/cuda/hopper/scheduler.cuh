@@ -11,7 +11,7 @@
 #include "config.cuh"
 
 typedef struct hopper_tile {
-    int m0;       /* first query row of the CTA */
+    int m0;       /* first query row of the tile */
     int head;     /* query head */
     int head_kv;  /* key/value head (GQA: head / group) */
     int batch;
