@@ -795,7 +795,7 @@ void checkRuntimePhase(IPluginCreatorV3One* creator, SavedFields const& saved, C
 
     std::vector<std::pair<int64_t, int64_t>> seqs = {{pr.seq_max, pr.seq_max}, {1, 1}, {37, pr.seq_max}, {pr.seq_max, 53}};
     if (!quick)
-        seqs.push_back({128, 128});
+        seqs.push_back({pr.seq_max - 29, pr.seq_max - 29});
     for (auto const& sq : seqs)
     {
         DeviceProblem dp(makeShape(c, dt, pr.batch, sq.first, sq.second, pr.heads_q, pr.heads_kv, pr.head_dim), rng);
@@ -907,8 +907,7 @@ void checkCloneDestroyOrders(IPluginCreatorV3One* creator, bool gpu, tu_rng* rng
 }
 
 // The seed's problem: 1 x 15708 tokens x 32 heads x 128, bf16, BSHD, in a profile of 15000..16500.
-// A float64 reference over all rows would take hours, so windows of query rows are checked (each
-// row's output depends on its own query only), and the whole output must be written.
+// The whole output must be written; sampled rows are compared with the float64 reference.
 void checkSeedShape(IPluginCreatorV3One* creator, tu_rng* rng)
 {
     Config const c{0, 0, 0.0f, 0};
@@ -949,32 +948,28 @@ void checkSeedShape(IPluginCreatorV3One* creator, tu_rng* rng)
         nan += std::isnan(tu_get(dp.hostOut.data(), i, FATTN_DTYPE_BF16));
     EXPECT(nan == 0, "%lld output elements unwritten", (long long)nan);
 
+    // Sampled (head, row) pairs against the float64 reference: each output row depends on its
+    // own query row only, and a full reference would take hours.
+    int const samples = 48;
     double err2 = 0, ref2 = 0;
-    int64_t const rows = 4, starts[3] = {0, 7853, 15708 - rows};
-    std::vector<double> ref(static_cast<size_t>(rows * 32 * 128));
-    size_t const es = 2;
-    for (int64_t start : starts)
+    std::vector<double> ref(128);
+    fattn_params const& p = dp.pr.params;
+    int64_t const oBase = (static_cast<uint8_t*>(p.o.data) - static_cast<uint8_t*>(dp.pr.out_buf)) / 2;
+    for (int n = 0; n < samples; ++n)
     {
-        fattn_params win = dp.pr.params;
-        win.seqlen_q = rows;
-        win.q.data = static_cast<uint8_t*>(win.q.data) + start * win.q.stride_seq * es;
-        EXPECT(tu_reference(&win, ref.data(), nullptr) == 0, "reference");
-        uint8_t const* o = dp.hostOut.data() + (static_cast<uint8_t*>(dp.pr.params.o.data)
-            - static_cast<uint8_t*>(dp.pr.out_buf)) + start * dp.pr.params.o.stride_seq * es;
-        for (int64_t r = 0; r < rows; ++r)
-            for (int64_t h = 0; h < 32; ++h)
-                for (int64_t d = 0; d < 128; ++d)
-                {
-                    double got = tu_get(o, r * dp.pr.params.o.stride_seq + h * dp.pr.params.o.stride_head + d,
-                        FATTN_DTYPE_BF16);
-                    double want = ref[static_cast<size_t>((r * 32 + h) * 128 + d)];
-                    err2 += (got - want) * (got - want);
-                    ref2 += want * want;
-                }
+        int64_t h = tu_randint(rng, 0, 31), i = n == 0 ? 0 : n == 1 ? 15707 : tu_randint(rng, 0, 15707);
+        EXPECT(tu_reference_row(&p, 0, h, i, ref.data(), nullptr) == 0, "reference row");
+        for (int64_t d = 0; d < 128; ++d)
+        {
+            double got = tu_get(dp.hostOut.data(), oBase + i * p.o.stride_seq + h * p.o.stride_head + d,
+                FATTN_DTYPE_BF16);
+            err2 += (got - ref[static_cast<size_t>(d)]) * (got - ref[static_cast<size_t>(d)]);
+            ref2 += ref[static_cast<size_t>(d)] * ref[static_cast<size_t>(d)];
+        }
     }
     double rel = std::sqrt(err2 / ref2);
-    std::printf("  seed shape 1x15708x32x128 bf16: rel L2 %.3g over %lld sampled query rows (bound %.0e)\n", rel,
-        (long long)(3 * rows), bound(FATTN_DTYPE_BF16));
+    std::printf("  seed shape 1x15708x32x128 bf16: rel L2 %.3g over %d sampled query rows (bound %.0e)\n", rel,
+        samples, bound(FATTN_DTYPE_BF16));
     EXPECT(rel <= bound(FATTN_DTYPE_BF16), "seed shape rel L2 %.3g", rel);
     cudaFree(ws);
     delete plugin;
@@ -1033,6 +1028,7 @@ int main(int argc, char** argv)
         dir = exe;
         dir = dir.substr(0, dir.rfind('/'));
     }
+    setvbuf(stdout, nullptr, _IOLBF, 0); // progress stays visible in a log cut short
     tu_rng rng;
     tu_rng_init(&rng, tu_seed("fattn_plugin_conformance"));
 
@@ -1075,7 +1071,8 @@ int main(int argc, char** argv)
                 if (quick && d != 64)
                     continue;
                 // GQA 4:1 at head_dim 64, MQA at 128.
-                Profile pr = d == 64 ? Profile{2, 8, 2, 64, 1, 200} : Profile{1, 4, 1, 128, 1, 160};
+                // Small enough that the float64 reference keeps the whole matrix near a minute.
+                Profile pr = d == 64 ? Profile{1, 8, 2, 64, 1, 128} : Profile{1, 4, 1, 128, 1, 96};
                 std::printf("== mode %d causal %d scale %g layout %s %s head_dim %lld\n", c.mode, c.causal,
                     static_cast<double>(c.scale), c.layout ? "BHSD" : "BSHD", fattn_dtype_name(dt), (long long)d);
                 size_t ws = 0;
