@@ -132,7 +132,8 @@ FATTN_API fattn_status fattn_cuda_workspace_size(const fattn_params *params, siz
 /*
  * Whether the CUDA forward has a kernel for these parameters on the current device, without
  * launching anything: FATTN_OK, FATTN_ERR_UNSUPPORTED (message says why), or a validation error.
- * Tensor pointers are checked only for the alignment the kernels need.
+ * Validates like fattn_validate, pointers included: which kernel serves a call depends on the
+ * tensors' alignment, so the answer holds for these addresses (no memory is read).
  */
 FATTN_API fattn_status fattn_cuda_supported(const fattn_params *params);
 
