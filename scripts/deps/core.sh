@@ -4,6 +4,7 @@
 # whose tests or deps scripts are Python. Debian packages only; installs
 # only what is missing, so it is cheap to run again.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../deps-lib.sh"
 
 need=()
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
@@ -15,15 +16,4 @@ command -v nm >/dev/null 2>&1 || need+=(binutils)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
-if [ ${#need[@]} -eq 0 ]; then
-  echo "deps/core: compiler, cmake, ninja, pkg-config, nm, python3, pip present"
-  exit 0
-fi
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-  sudo=sudo
-fi
-echo "deps/core: installing ${need[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+apt_install core "${need[@]}"

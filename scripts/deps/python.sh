@@ -7,16 +7,6 @@
 # inside CI's 90 minutes, so CI runs the CPU-side tests itself.
 # Idempotent: packages that already import are left alone.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../deps-lib.sh"
 
-python=${PYTHON:-python3}
-want=(torch onnx onnxscript onnxruntime pytest numpy setuptools)
-missing=()
-for module in "${want[@]}"; do
-  "$python" -c "import $module" 2>/dev/null || missing+=("$module")
-done
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "deps/python: ${want[*]} already installed"
-  exit 0
-fi
-echo "deps/python: installing ${missing[*]}"
-"$python" -m pip install --disable-pip-version-check -q "${missing[@]}"
+pip_install_missing python torch onnx onnxscript onnxruntime pytest numpy setuptools
