@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call: configure + build (Release, only the needed targets), the GPU tests on both
-# dispatch paths, compute-sanitizer over --small, the benchmark. Logs go to $OUT (or ./gpu-out):
+# dispatch paths, compute-sanitizer over --small, the benchmark. Logs go to $OUT (or build-gpu/out):
 # summary.txt (short table, also printed last), bench-*.md, and logs.tgz with everything else,
 # because the device tool returns at most 8 files.
 #
@@ -19,7 +19,7 @@
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-OUT=${OUT:-$ROOT/gpu-out}
+OUT=${OUT:-$ROOT/build-gpu/out}
 mkdir -p "$OUT"
 LOG=$(mktemp -d)
 BUILD=$ROOT/build-gpu
