@@ -184,6 +184,10 @@ static int cuda_run(const tu_problem *pr, const fattn_params *dev, void **bufs, 
     cudaEventCreate(&start);
     cudaEventCreate(&stop);
     double *times = malloc((size_t)repeats * sizeof *times);
+    if (!times) {
+        fprintf(stderr, "fattn-demo: out of memory\n");
+        return -1;
+    }
     fattn_status st = fattn_cuda_forward(dev, bufs[2], ws_bytes, NULL);
     for (int r = 0; st == FATTN_OK && r < repeats; r++) {
         cudaEventRecord(start, NULL);
@@ -250,10 +254,12 @@ int main(int argc, char **argv)
     }
     int want_gpu = strcmp(o.device, "cpu") != 0;
 #ifndef FATTN_DEMO_CUDA
+    if (!strcmp(o.device, "cuda")) {
+        fprintf(stderr, "fattn-demo: --device cuda, but this build of libfattn has no CUDA support\n");
+        return 2;
+    }
     if (want_gpu)
         printf("this build of libfattn has no CUDA support: running on the CPU\n");
-    if (!strcmp(o.device, "cuda"))
-        return 2;
     want_gpu = 0;
 #endif
     if (!want_gpu && !o.sizes_given)
@@ -295,8 +301,10 @@ int main(int argc, char **argv)
         tu_problem_free(&pr);
         set_default_sizes(&o, 0);
     }
-    if (!strcmp(o.device, "cuda") && !use_gpu)
+    if (!strcmp(o.device, "cuda") && !use_gpu) {
+        fprintf(stderr, "fattn-demo: --device cuda, but the GPU cannot run this problem (see above)\n");
         return 2;
+    }
 
     const fattn_params *p = &pr.params;
     printf("fattn %s on the %s: B=%lld Sq=%lld Skv=%lld Hq=%lld Hkv=%lld D=%lld %s%s, BSHD\n",
@@ -313,11 +321,16 @@ int main(int argc, char **argv)
 #endif
     } else {
         double *times = malloc((size_t)repeats * sizeof *times);
+        if (!times) {
+            fprintf(stderr, "fattn-demo: out of memory\n");
+            return 1;
+        }
         for (int r = 0; r <= repeats; r++) {
             double t0 = now_seconds();
             fattn_status st = fattn_cpu_forward(p, o.threads);
             if (st != FATTN_OK) {
                 printf("fattn_cpu_forward: %s: %s\n", fattn_status_name(st), fattn_last_error());
+                free(times);
                 return 1;
             }
             if (r > 0) /* the first run warms caches and page tables */

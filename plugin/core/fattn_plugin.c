@@ -42,6 +42,12 @@ static fattn_status plugin_fail(fattn_plugin_error *err, fattn_status status, co
     return status;
 }
 
+/* The arrays and out-parameters TensorRT always passes: a NULL one is reported, not followed. */
+static fattn_status null_argument(fattn_plugin_error *err, const char *name)
+{
+    return plugin_fail(err, FATTN_ERR_INVALID_ARGUMENT, "%s is NULL", name);
+}
+
 /* ---- Schema ---------------------------------------------------------------------------- */
 
 const fattn_plugin_field_spec *fattn_plugin_field_schema(int32_t *count)
@@ -111,6 +117,8 @@ size_t fattn_plugin_schema_json(char *buffer, size_t size)
 
 void fattn_plugin_config_default(fattn_plugin_config *config)
 {
+    if (!config)
+        return;
     config->mode = FATTN_MODE_NATIVE;
     config->causal = 0;
     config->scale = 0.0f;
@@ -332,6 +340,10 @@ void fattn_plugin_config_describe(const fattn_plugin_config *config, char *buffe
 {
     if (!buffer || !size)
         return;
+    if (!config) {
+        snprintf(buffer, size, "(no config)");
+        return;
+    }
     snprintf(buffer, size, "mode=%d causal=%d scale=%g layout=%s", (int)config->mode,
              (int)config->causal, (double)config->scale, layout_name(config->layout));
 }
@@ -398,6 +410,10 @@ fattn_status fattn_plugin_output_dtype(const fattn_plugin_tensor *inputs, int32_
     fattn_status st = fattn_plugin_check_io_counts(nb_inputs, FATTN_PLUGIN_NUM_OUTPUTS, err);
     if (st != FATTN_OK)
         return st;
+    if (!inputs)
+        return null_argument(err, "inputs");
+    if (!output_dtype)
+        return null_argument(err, "output_dtype");
     for (int32_t pos = IO_Q; pos <= IO_V; ++pos)
         if ((st = check_tensor_type(pos, inputs, 0, err)) != FATTN_OK)
             return st;
@@ -417,6 +433,8 @@ fattn_status fattn_plugin_check_ranks(const int32_t *input_ranks, int32_t nb_inp
     fattn_status st = fattn_plugin_check_io_counts(nb_inputs, FATTN_PLUGIN_NUM_OUTPUTS, err);
     if (st != FATTN_OK)
         return st;
+    if (!input_ranks)
+        return null_argument(err, "input_ranks");
     for (int32_t i = 0; i < nb_inputs; ++i)
         if (input_ranks[i] != 4)
             return plugin_fail(err, FATTN_ERR_INVALID_ARGUMENT,
@@ -607,6 +625,8 @@ fattn_status fattn_plugin_configure(const fattn_plugin_config *config,
     fattn_status st = fattn_plugin_check_io_counts(nb_inputs, nb_outputs, err);
     if (st != FATTN_OK)
         return st;
+    if (!inputs || !outputs)
+        return null_argument(err, !inputs ? "inputs" : "outputs");
     fattn_plugin_tensor io[4] = {inputs[0].desc, inputs[1].desc, inputs[2].desc, outputs[0].desc};
     if ((st = check_io(config, io, err)) != FATTN_OK)
         return st;
@@ -638,6 +658,8 @@ fattn_status fattn_plugin_workspace_size(const fattn_plugin_config *config,
     fattn_status st = fattn_plugin_check_io_counts(nb_inputs, FATTN_PLUGIN_NUM_OUTPUTS, err);
     if (st != FATTN_OK)
         return st;
+    if (!inputs || !bytes)
+        return null_argument(err, !inputs ? "inputs" : "bytes");
     fattn_plugin_tensor io[4] = {inputs[0].desc, inputs[1].desc, inputs[2].desc, inputs[0].desc};
     if ((st = check_io(config, io, err)) != FATTN_OK)
         return st;
@@ -665,6 +687,8 @@ fattn_status fattn_plugin_make_params(const fattn_plugin_config *config,
     fattn_status st = fattn_plugin_check_io_counts(nb_inputs, nb_outputs, err);
     if (st != FATTN_OK)
         return st;
+    if (!inputs || !outputs || !params)
+        return null_argument(err, !inputs ? "inputs" : !outputs ? "outputs" : "params");
     fattn_plugin_tensor io[4];
     gather_io(inputs, outputs, io);
     if ((st = check_io(config, io, err)) != FATTN_OK)

@@ -180,7 +180,7 @@ FATTN_PLUGIN_API fattn_status fattn_plugin_output_dtype(const fattn_plugin_tenso
                                                         int32_t nb_inputs, int32_t *output_dtype,
                                                         fattn_plugin_error *err);
 
-/* Output ranks from input ranks (the output has q's shape, so its rank is q's); checks 4-D. */
+/* The rank rule behind getOutputShapes: q, k and v are 4-D (the output takes q's shape). */
 FATTN_PLUGIN_API fattn_status fattn_plugin_check_ranks(const int32_t *input_ranks,
                                                        int32_t nb_inputs, fattn_plugin_error *err);
 

@@ -507,6 +507,19 @@ static void test_configure(void)
                   err, "at the profile's min shapes: k's head_dim (64) differs from q's (32)");
         CHECK_ERR(fattn_plugin_configure(&cfg, in, 2, out, 1, &err), FATTN_ERR_INVALID_ARGUMENT,
                   err, "takes 3 inputs");
+        /* Missing arrays are reported, not dereferenced. */
+        CHECK_ERR(fattn_plugin_configure(&cfg, NULL, 3, out, 1, &err), FATTN_ERR_INVALID_ARGUMENT,
+                  err, "inputs is NULL");
+        CHECK_ERR(fattn_plugin_configure(&cfg, in, 3, NULL, 1, &err), FATTN_ERR_INVALID_ARGUMENT,
+                  err, "outputs is NULL");
+        CHECK_ERR(fattn_plugin_workspace_size(&cfg, in, 3, NULL, &err),
+                  FATTN_ERR_INVALID_ARGUMENT, err, "bytes is NULL");
+        int32_t out_dtype = -1;
+        CHECK_ERR(fattn_plugin_output_dtype(NULL, 3, &out_dtype, &err), FATTN_ERR_INVALID_ARGUMENT,
+                  err, "inputs is NULL");
+        CHECK_ERR(fattn_plugin_check_ranks(NULL, 3, &err), FATTN_ERR_INVALID_ARGUMENT, err,
+                  "input_ranks is NULL");
+        CHECK(out_dtype == -1);
     }
 }
 

@@ -409,8 +409,9 @@ public:
         if (count < 0 || count > kMaxFields || (count > 0 && !fc->fields))
         {
             std::snprintf(err.message, sizeof err.message,
-                "field collection has %d fields at %p; %s takes at most 4", static_cast<int>(count),
-                static_cast<void const*>(fc ? fc->fields : nullptr), FATTN_PLUGIN_NAME);
+                "field collection is malformed: nbFields %d, fields %p (%s has %d fields)",
+                static_cast<int>(count), static_cast<void const*>(fc ? fc->fields : nullptr),
+                FATTN_PLUGIN_NAME, static_cast<int>(mFieldCollection.nbFields));
             log_error(layer, "createPlugin", err);
             return nullptr;
         }

@@ -6,16 +6,18 @@
 fattn_status fattn_cuda_workspace_size(const fattn_params *params, size_t *bytes)
 {
     if (!bytes)
-        return fattn_fail(FATTN_ERR_INVALID_ARGUMENT, "bytes is NULL");
+        return fattn_fail(FATTN_ERR_INVALID_ARGUMENT, "bytes (NULL) must point to a size_t");
     fattn_status st = fattn_validate_shape(params);
     if (st)
         return st;
     return fattn_fail(FATTN_ERR_UNSUPPORTED, NO_CUDA_MESSAGE);
 }
 
+/* Pointers are validated too, as the CUDA build does (fattn.h): the same call gives the same
+ * validation error with or without CUDA. */
 fattn_status fattn_cuda_supported(const fattn_params *params)
 {
-    fattn_status st = fattn_validate_shape(params);
+    fattn_status st = fattn_validate(params);
     if (st)
         return st;
     return fattn_fail(FATTN_ERR_UNSUPPORTED, NO_CUDA_MESSAGE);

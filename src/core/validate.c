@@ -33,6 +33,12 @@ typedef struct view_dim {
     int64_t stride;
 } view_dim;
 
+/* Row of the per-view name tables below: q, k, v, o. */
+static int view_index(char which)
+{
+    return which == 'q' ? 0 : which == 'k' ? 1 : which == 'v' ? 2 : 3;
+}
+
 static void view_dims(const fattn_params *p, char which, const fattn_tensor *t, view_dim d[3])
 {
     int64_t seqlen = which == 'q' || which == 'o' ? p->seqlen_q : p->seqlen_kv;
@@ -43,7 +49,7 @@ static void view_dims(const fattn_params *p, char which, const fattn_tensor *t, 
         {"v.stride_batch", "v.stride_seq", "v.stride_head"},
         {"o.stride_batch", "o.stride_seq", "o.stride_head"},
     };
-    int row = which == 'q' ? 0 : which == 'k' ? 1 : which == 'v' ? 2 : 3;
+    int row = view_index(which);
     d[0] = (view_dim){names[row][0], p->batch, t->stride_batch};
     d[1] = (view_dim){names[row][1], seqlen, t->stride_seq};
     d[2] = (view_dim){names[row][2], heads, t->stride_head};
@@ -152,8 +158,8 @@ static byte_range tensor_range(const fattn_params *p, char which, const fattn_te
     size_t elem = fattn_dtype_size(p->dtype);
     uintptr_t begin = (uintptr_t)t->data;
     static const char *const names[] = {"q", "k", "v", "o"};
-    int row = which == 'q' ? 0 : which == 'k' ? 1 : which == 'v' ? 2 : 3;
-    return (byte_range){names[row], begin, begin + (uintptr_t)view_span(d, p->head_dim, elem) * elem};
+    return (byte_range){names[view_index(which)], begin,
+                        begin + (uintptr_t)view_span(d, p->head_dim, elem) * elem};
 }
 
 static int ranges_overlap(byte_range a, byte_range b)
@@ -202,7 +208,9 @@ fattn_status fattn_validate(const fattn_params *p)
             __builtin_mul_overflow(count, p->seqlen_q, &count) ||
             __builtin_mul_overflow(count, (int64_t)sizeof(float), &bytes))
             return fattn_fail(FATTN_ERR_INVALID_ARGUMENT,
-                              "lse size (batch * heads_q * seqlen_q) overflows int64");
+                              "lse size (batch %" PRId64 " * heads_q %" PRId64 " * seqlen_q %" PRId64
+                              " floats) overflows int64",
+                              p->batch, p->heads_q, p->seqlen_q);
         byte_range lse = {"lse", begin, begin + (uintptr_t)bytes};
         if (ranges_overlap(lse, out))
             return fattn_fail(FATTN_ERR_INVALID_ARGUMENT, "lse (%p) overlaps o.data (%p)",

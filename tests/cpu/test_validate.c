@@ -196,6 +196,11 @@ static void test_fields(void)
     st = fattn_cuda_workspace_size(&p, &bytes);
     EXPECT(st == FATTN_OK || st == FATTN_ERR_UNSUPPORTED,
            "workspace_size with NULL data: %s (%s)", fattn_status_name(st), fattn_last_error());
+    /* The support query checks pointers too (kernel choice depends on alignment), with or
+     * without CUDA in the build. */
+    st = fattn_cuda_supported(&p);
+    EXPECT(st == FATTN_ERR_INVALID_ARGUMENT && strstr(fattn_last_error(), "q.data"),
+           "cuda_supported with NULL data: %s (%s)", fattn_status_name(st), fattn_last_error());
 }
 
 static void test_accepted_views(void)

@@ -1,4 +1,5 @@
 /* fattn-onnx: inspect, prepare and fuse ONNX graphs for the CustomAttnPlugin TensorRT plugin. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,8 +38,9 @@ static int fo_parse_size(const char *s, uint64_t *v)
     char *end;
     if (!s || !*s || *s == '-')
         return -1;
+    errno = 0;
     unsigned long long x = strtoull(s, &end, 10);
-    if (*end)
+    if (*end || errno == ERANGE)
         return -1;
     *v = x;
     return 0;

@@ -271,8 +271,15 @@ static int fo_open_external(const fo_model *m, const Onnx__TensorProto *t, fo_ex
         return -1;
     }
     struct stat st;
-    if (fstat(*fd, &st) != 0 || r->offset > (uint64_t)st.st_size ||
-        r->length > (uint64_t)st.st_size - r->offset) {
+    if (fstat(*fd, &st) != 0) {
+        int err = errno;
+        fo_fail("%s: tensor '%s': cannot stat external data '%s': %s", m->path, fo_str(t->name),
+                path, strerror(err));
+        free(path);
+        close(*fd);
+        return -1;
+    }
+    if (r->offset > (uint64_t)st.st_size || r->length > (uint64_t)st.st_size - r->offset) {
         fo_fail("%s: tensor '%s': external data '%s' holds %lld bytes; the tensor needs "
                 "offset %llu + length %llu", m->path, fo_str(t->name), path,
                 (long long)st.st_size, (unsigned long long)r->offset,
