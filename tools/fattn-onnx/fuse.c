@@ -13,7 +13,7 @@
 #include "symbolic.h"
 
 /* Masked scores must vanish in softmax: exp(-1e4) underflows in every float type. */
-#define FO_MASKED -1e4
+#define FO_MASKED (-1e4)
 /* Masks are read whole; past this many elements they are not analysed. */
 #define FO_MAX_MASK (1u << 26)
 
