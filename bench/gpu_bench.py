@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """GPU benchmark: fattn against torch SDPA (cuDNN backend and flash backend) on the same inputs.
 
-Protocol (docs/DESIGN.md): CUDA events around each call, warm-up, median of >= 20 runs, inputs
+Protocol: CUDA events around each call, warm-up, median of >= 20 runs, inputs
 rotated over enough sets that the L2 cache cannot hold them, all three implementations on the
 same tensors in one process. TFLOPS = 4*B*Hq*Sq*Skv*D / time (halved for causal).
 
@@ -20,7 +20,6 @@ import datetime
 import math
 import os
 import statistics
-import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -28,7 +27,6 @@ REPO = os.path.dirname(HERE)
 import torch  # noqa: E402
 from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-
 
 
 def _load_capi():
@@ -52,6 +50,13 @@ MAX_SET_MEMORY = 24 << 30
 
 class Shape:
     def __init__(self, name, b, sq, skv, hq, hkv, d, causal, dtype):
+        for field, text in dict(B=b, Sq=sq, Skv=skv, Hq=hq, Hkv=hkv, D=d).items():
+            if not str(text).isdigit() or int(text) == 0:
+                raise SystemExit(f"shape {name}: {field} ({text!r}) is not a positive integer")
+        if str(causal) not in ("0", "1"):
+            raise SystemExit(f"shape {name}: causal ({causal!r}) is not 0 or 1")
+        if dtype not in DTYPES:
+            raise SystemExit(f"shape {name}: dtype ({dtype!r}) is not one of {', '.join(DTYPES)}")
         self.name, self.b, self.sq, self.skv = name, int(b), int(sq), int(skv)
         self.hq, self.hkv, self.d, self.causal, self.dtype = int(hq), int(hkv), int(d), int(causal), dtype
 
@@ -68,6 +73,8 @@ def read_shapes(path):
             if not line or line.startswith("#"):
                 continue
             f = line.split("\t")
+            if len(f) < 9:
+                raise SystemExit(f"{path}: line {line!r} has {len(f)} tab-separated fields, not 9")
             shapes.append(Shape(*f[:9]))
     return shapes
 
@@ -141,15 +148,17 @@ def sdpa_fn(sets, s, backend):
 def bench_shape(s, args, stream):
     sets = make_sets(s, args.layout, "cuda")
     params = [fattn_params(s, *st) for st in sets]
-    ws_bytes = capi.cuda_workspace_size(params[0])
-    ws = torch.empty(ws_bytes, dtype=torch.uint8, device="cuda") if ws_bytes else None
-    ws_ptr = ws.data_ptr() if ws is not None else None
     row = {"name": s.name, "B": s.b, "Sq": s.sq, "Skv": s.skv, "Hq": s.hq, "Hkv": s.hkv,
            "D": s.d, "causal": s.causal, "dtype": s.dtype, "sets": len(sets)}
+    # Before the workspace query, which raises on parameters libfattn rejects (heads_q not a
+    # multiple of heads_kv): a refused shape becomes a note, not the end of the run.
     status, msg = capi.cuda_supported(params[0])
     if status != capi.OK:
         row["note"] = f"fattn: {capi.status_name(status)}: {msg}"
         return row
+    ws_bytes = capi.cuda_workspace_size(params[0])
+    ws = torch.empty(ws_bytes, dtype=torch.uint8, device="cuda") if ws_bytes else None
+    ws_ptr = ws.data_ptr() if ws is not None else None
     lib = capi.load_library()
     pptrs = [ctypes.byref(p) for p in params]
 
@@ -235,7 +244,7 @@ def main():
     ap.add_argument("--no-save", action="store_true")
     args = ap.parse_args()
     if args.reps < 20:
-        raise SystemExit("--reps must be at least 20 (DESIGN.md's protocol)")
+        raise SystemExit(f"--reps ({args.reps}) must be at least 20 (the protocol's median of >= 20)")
     if args.portable:
         os.environ["FATTN_FORCE_PORTABLE"] = "1"
     shapes = [] if (args.shape and not args.only) else read_shapes(args.shapes)

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by scripts/deps/*.sh (sourced, not run): install only what is missing, so every deps
 # script is cheap to run again. Debian packages through apt-get, Python modules through pip.
 

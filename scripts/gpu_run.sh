@@ -17,7 +17,7 @@
 #   BENCH_PATHS="portable auto"
 #   TEST_TIMEOUT=300 SAN_TIMEOUT=150   seconds per test run / per sanitizer tool (rc 124 = cut off)
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 OUT=${OUT:-$ROOT/build-gpu/out}
 mkdir -p "$OUT"
@@ -53,7 +53,7 @@ path_env() { if [ "$1" = portable ]; then echo "FATTN_FORCE_PORTABLE=1"; else ec
 
 if [ -z "${SKIP_TESTS:-}" ]; then
   for path in ${TEST_PATHS:-portable auto}; do
-    timeout "${TEST_TIMEOUT:-300}" env $(path_env "$path") "$BUILD/tests/gpu/test_gpu_forward" ${TEST_ARGS:-} >"$LOG/test-$path.log" 2>&1
+    timeout "${TEST_TIMEOUT:-300}" env "$(path_env "$path")" "$BUILD/tests/gpu/test_gpu_forward" ${TEST_ARGS:-} >"$LOG/test-$path.log" 2>&1
     rc=$?
     note "tests [$path]: rc=$rc; $(grep '^summary' "$LOG/test-$path.log" || echo 'no summary (crashed?)') ($(elapsed)s)"
     grep -E '^FAIL' "$LOG/test-$path.log" | head -15 | tee -a "$SUMMARY"
@@ -65,7 +65,7 @@ if [ -z "${SKIP_SANITIZER:-}" ]; then
     for tool in ${SAN_TOOLS:-memcheck racecheck initcheck synccheck}; do
       extra=""
       [ "$tool" = racecheck ] && extra=${RACECHECK_ARGS---filter bf16}
-      timeout "${SAN_TIMEOUT:-150}" env $(path_env "$path") compute-sanitizer --tool "$tool" --error-exitcode 9 \
+      timeout "${SAN_TIMEOUT:-150}" env "$(path_env "$path")" compute-sanitizer --tool "$tool" --error-exitcode 9 \
         "$BUILD/tests/gpu/test_gpu_forward" --small $extra >"$LOG/san-$tool-$path.log" 2>&1
       rc=$?
       note "compute-sanitizer $tool [$path]: rc=$rc; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$LOG/san-$tool-$path.log" | tail -1) ($(elapsed)s)"

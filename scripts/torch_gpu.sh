@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # The PyTorch op's device call: the python/tests suites on the GPU (Hopper dispatch, then forced
 # portable kernel for the CUDA-marked tests), then the transformer-block example at the seed's
-# shape with timings and its ONNX export. Logs go to $OUT (or ./torch-gpu-out).
+# shape with timings and its ONNX export. Logs go to $OUT (or build-torch-gpu-out/, which git
+# ignores).
 #
 # PARTS="auto portable example" picks what runs (default: all three).
 # libfattn: a prebuilt one in .stage/torch/ (built on the CPU machine with
 #   cmake -B build-torch-gpu -G Ninja -DFATTN_CUDA_ARCHS=90a-real && ninja -C build-torch-gpu fattn
 #   fattn_plugin_core_shared, then copied there; carry .stage/torch), else it is built here.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
-OUT=${OUT:-$ROOT/torch-gpu-out}
+OUT=${OUT:-$ROOT/build-torch-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=$ROOT/python
 t0=$(date +%s)

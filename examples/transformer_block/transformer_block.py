@@ -86,6 +86,8 @@ def main():
     parser.add_argument("--export", metavar="PATH", help="write the ONNX model here")
     parser.add_argument("--legacy", action="store_true", help="use the TorchScript exporter")
     args = parser.parse_args()
+    if args.heads <= 0 or args.hidden % args.heads:
+        parser.error(f"--hidden ({args.hidden}) must be a multiple of --heads ({args.heads})")
 
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     torch.manual_seed(0)

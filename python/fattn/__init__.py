@@ -6,8 +6,9 @@
     with fattn.redirect_sdpa():                        # F.scaled_dot_product_attention -> fattn
         y = model(x)
 
-libfattn is found through $FATTN_LIBRARY, the package's lib/ folder, the repository's build*/
-folders, then the system's library path (see fattn.capi.load_library); it is loaded on first use.
+libfattn is found through $FATTN_LIBRARY, the package's lib/ folder, the repository's unsanitized
+build folders, then the system's library path (see fattn.capi.load_library); it is loaded on first
+use.
 """
 from . import capi, export, ops  # importing ops registers torch.ops.attn.*
 from .capi import FattnError, LibraryNotFound

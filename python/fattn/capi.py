@@ -1,7 +1,8 @@
 """ctypes binding of include/fattn.h, with no dependency beyond the standard library.
 
 The PyTorch op, the benchmarks and the tool tests all reach libfattn through this module, so the
-struct layouts below must mirror fattn.h exactly (test_capi checks sizes against the library).
+struct layouts below must mirror fattn.h exactly (test_package.py checks them against the
+library's own fattn_params_bshd).
 """
 import ctypes
 import ctypes.util

@@ -30,9 +30,10 @@ def flash_attn_func(q, k, v, softmax_scale=None, causal=False, *, window_size=(-
     """FlashAttention-3's flash_attn_func over libfattn: q [B, Sq, Hq, D], k, v [B, Skv, Hkv, D].
 
     causal is bottom-right aligned (as FA2/FA3). With return_attn_probs, returns (out, lse) with
-    lse fp32 [B, Hq, Sq], as FA3 does. mode=1 runs FP8 attention inside the GPU kernel, with I/O
-    in the input dtype (FA3 takes FP8 inputs and descales instead). Sliding windows and softcap
-    are not implemented and raise. Forward only: no gradient flows.
+    lse fp32 [B, Hq, Sq], as FA3 does. mode=1 asks for FP8 attention with I/O in the input dtype
+    (FA3 takes FP8 inputs and descales instead); no libfattn kernel serves it yet, so it raises
+    FattnError FATTN_ERR_UNSUPPORTED. Sliding windows and softcap are not implemented and raise.
+    Forward only: no gradient flows.
     """
     if tuple(window_size) != (-1, -1):
         raise ValueError(f"window_size {tuple(window_size)} is not supported (only (-1, -1))")

@@ -1,4 +1,5 @@
 """The package as a user meets it: pip builds it, and it says where it looked for libfattn."""
+import ctypes
 import os
 import shutil
 import subprocess
@@ -48,3 +49,26 @@ def test_fattn_library_wins_and_a_missing_library_is_reported(tmp_path):
     assert run.returncode != 0
     assert "LibraryNotFound" in run.stderr and str(missing) in run.stderr
     assert str(tmp_path / "fattn" / "lib" / "libfattn.so") in run.stderr
+
+
+def test_capi_structs_match_the_library():
+    """fattn_params_bshd fills a struct whose bytes start as 0xab: every field must read back as
+    the library wrote it, and nothing past ctypes' size may be touched."""
+    capi = fattn.capi
+    lib = capi.load_library()
+    lib.fattn_params_bshd.restype = None
+    lib.fattn_params_bshd.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 6 + [ctypes.c_int] + \
+        [ctypes.c_void_p] * 4
+    size = ctypes.sizeof(capi.Params)
+    buffer = (ctypes.c_ubyte * (size + 64))(*([0xab] * (size + 64)))
+    addresses = {"q": 0x1000, "k": 0x2000, "v": 0x3000, "o": 0x4000}
+    lib.fattn_params_bshd(buffer, 2, 3, 5, 8, 4, 64, capi.DTYPE_BF16, *addresses.values())
+    p = capi.Params.from_buffer(buffer)
+    assert (p.batch, p.seqlen_q, p.seqlen_kv, p.heads_q, p.heads_kv, p.head_dim) == (2, 3, 5, 8, 4, 64)
+    assert (p.dtype, p.mode, p.causal, p.scale) == (capi.DTYPE_BF16, capi.MODE_NATIVE, 0, 0.0)
+    for name, seqlen, heads in (("q", 3, 8), ("k", 5, 4), ("v", 5, 4), ("o", 3, 8)):
+        t = getattr(p, name)
+        assert t.data == addresses[name], name
+        assert (t.stride_batch, t.stride_seq, t.stride_head) == (seqlen * heads * 64, heads * 64, 64), name
+    assert p.lse is None
+    assert bytes(buffer[size:]) == b"\xab" * 64, "the library's fattn_params is larger than capi.Params"

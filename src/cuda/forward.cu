@@ -95,9 +95,11 @@ extern "C" fattn_status fattn_cuda_forward(const fattn_params *params, void *wor
                               "workspace_bytes (%zu) is smaller than the %zu bytes this call needs "
                               "(see fattn_cuda_workspace_size)",
                               workspace_bytes, need);
-        if (need > 0 && ((uintptr_t)workspace % 256) != 0)
+        if (need > 0 && (workspace == NULL || ((uintptr_t)workspace % 256) != 0))
             return fattn_fail(FATTN_ERR_INVALID_ARGUMENT,
-                              "workspace (%p) must be 256-byte aligned", workspace);
+                              "workspace (%p) must be a non-NULL, 256-byte aligned device pointer "
+                              "when %zu bytes are needed",
+                              workspace, need);
         st = fattn_portable_forward(params, workspace, stream);
     }
     if (st == FATTN_OK)

@@ -362,11 +362,6 @@ out:
     free(v.val);
 }
 
-static const char *dtype_tag(fattn_dtype dt)
-{
-    return fattn_dtype_name(dt);
-}
-
 static gcase make(int64_t B, int64_t Sq, int64_t Skv, int64_t Hq, int64_t Hkv, int64_t D,
                   fattn_dtype dt, int causal, int layout, int lse)
 {
@@ -375,13 +370,15 @@ static gcase make(int64_t B, int64_t Sq, int64_t Skv, int64_t Hq, int64_t Hkv, i
     c.B = B, c.Sq = Sq, c.Skv = Skv, c.Hq = Hq, c.Hkv = Hkv, c.D = D, c.dt = dt;
     c.causal = causal, c.layout = layout, c.lse = lse, c.magnitude = 1.f;
     snprintf(c.name, sizeof c.name, "%s d%lld b%lld sq%lld skv%lld h%lld/%lld%s %s%s",
-             dtype_tag(dt), (long long)D, (long long)B, (long long)Sq, (long long)Skv,
+             fattn_dtype_name(dt), (long long)D, (long long)B, (long long)Sq, (long long)Skv,
              (long long)Hq, (long long)Hkv, causal ? " causal" : "", layout_name[layout],
              lse ? " lse" : "");
     return c;
 }
 
-/* Requests the CUDA path must refuse with FATTN_ERR_UNSUPPORTED (or WORKSPACE) writing nothing. */
+/* Requests the CUDA path must refuse writing nothing: FATTN_ERR_UNSUPPORTED, or for fp32 (which
+ * needs a workspace) FATTN_ERR_WORKSPACE without one and FATTN_ERR_INVALID_ARGUMENT for a NULL one
+ * claimed to be large enough. The last two are supported requests, only the call is wrong. */
 static void run_refusals(void)
 {
     const int64_t B = 1, S = 64, H = 2;
@@ -393,13 +390,16 @@ static void run_refusals(void)
         int64_t stride_pad;
         fattn_dtype dt;
         fattn_status want;
+        int claim_workspace; /* pass the needed byte count with a NULL workspace */
     } cases[] = {
-        {"head_dim 80 unsupported", 80, FATTN_MODE_NATIVE, 0.f, 0, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED},
-        {"head_dim 32 unsupported", 32, FATTN_MODE_NATIVE, 0.f, 0, FATTN_DTYPE_F16, FATTN_ERR_UNSUPPORTED},
-        {"fp8 mode unsupported", 128, FATTN_MODE_FP8, 0.f, 0, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED},
-        {"negative scale unsupported", 64, FATTN_MODE_NATIVE, -0.5f, 0, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED},
-        {"unaligned stride unsupported", 64, FATTN_MODE_NATIVE, 0.f, 1, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED},
-        {"fp32 without workspace", 64, FATTN_MODE_NATIVE, 0.f, 0, FATTN_DTYPE_F32, FATTN_ERR_WORKSPACE},
+        {"head_dim 80 unsupported", 80, FATTN_MODE_NATIVE, 0.f, 0, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED, 0},
+        {"head_dim 32 unsupported", 32, FATTN_MODE_NATIVE, 0.f, 0, FATTN_DTYPE_F16, FATTN_ERR_UNSUPPORTED, 0},
+        {"fp8 mode unsupported", 128, FATTN_MODE_FP8, 0.f, 0, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED, 0},
+        {"negative scale unsupported", 64, FATTN_MODE_NATIVE, -0.5f, 0, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED, 0},
+        {"unaligned stride unsupported", 64, FATTN_MODE_NATIVE, 0.f, 1, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED, 0},
+        {"fp32 without workspace", 64, FATTN_MODE_NATIVE, 0.f, 0, FATTN_DTYPE_F32, FATTN_ERR_WORKSPACE, 0},
+        {"fp32 with a NULL workspace", 64, FATTN_MODE_NATIVE, 0.f, 0, FATTN_DTYPE_F32,
+         FATTN_ERR_INVALID_ARGUMENT, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const int64_t D = cases[i].D, hs = D + cases[i].stride_pad;
@@ -425,14 +425,17 @@ static void run_refusals(void)
             ts[t]->stride_batch = S * H * hs;
         }
         const fattn_status sup = fattn_cuda_supported(&p);
-        const fattn_status st = fattn_cuda_forward(&p, NULL, 0, NULL);
+        size_t claimed = 0; /* a failed query leaves 0: the forward then answers WORKSPACE */
+        if (cases[i].claim_workspace)
+            (void)fattn_cuda_workspace_size(&p, &claimed);
+        const fattn_status st = fattn_cuda_forward(&p, NULL, claimed, NULL);
         CUDA_OK(cudaDeviceSynchronize());
         unsigned char *host = (unsigned char *)malloc(n * es);
         CUDA_OK(cudaMemcpy(host, dout, n * es, cudaMemcpyDeviceToHost));
         size_t touched = 0;
         for (size_t j = 0; j < n * es; j++)
             touched += host[j] != 0xff;
-        const int sup_ok = cases[i].want == FATTN_ERR_WORKSPACE ? sup == FATTN_OK : sup == cases[i].want;
+        const int sup_ok = cases[i].dt == FATTN_DTYPE_F32 ? sup == FATTN_OK : sup == cases[i].want;
         gcase c;
         memset(&c, 0, sizeof c);
         snprintf(c.name, sizeof c.name, "refuse: %s", cases[i].what);
@@ -543,6 +546,7 @@ int main(int argc, char **argv)
         run_case(&cases[i], seed + (uint64_t)i * 0x9E3779B97F4A7C15ull);
         fflush(stdout);
     }
+    /* The refusal cases are all named "refuse: ...": a filter that is part of "refuse" selects them. */
     if (!filter || strstr("refuse", filter))
         run_refusals();
     printf("summary: %d passed, %d failed (seed %llu)\n", passes, failures, (unsigned long long)seed);

@@ -11,8 +11,8 @@
 /* Per head dim, (D, BM, BN, warps, stages, lazy rescale). Tiles as FA2 picks them for sm90: warps
  * of 32 query rows while the O accumulators fit in registers (d <= 128), 16 rows above that, with
  * single K/V buffers so that two CTAs share an SM. d64 takes 128-key tiles because its
- * accumulators leave room for twice the S tile. The lazy rescale measured 2-4% faster at d128
- * and d256 and 3-9% slower at d64 (H100, docs/perf-notes.md), so d64 keeps the classic one. */
+ * accumulators leave room for twice the S tile. The lazy rescale measured 2-5% faster at d128
+ * and d256 and 3-8% slower at d64 (H100, docs/perf-notes.md), so d64 keeps the classic one. */
 #define FATTN_CFG_64 64, 128, 128, 4, 2, 0
 #define FATTN_CFG_96 96, 128, 64, 4, 2, 1
 #define FATTN_CFG_128 128, 128, 64, 4, 2, 1
@@ -57,11 +57,10 @@ extern "C" size_t fattn_portable_workspace_size(const fattn_params *p)
 
 /* The kernels move 16 bytes per cp.async (and 8 per fp32 store), so every row start must be
  * 16-byte aligned: the base address and each stride in bytes. */
-static fattn_status fattn_check_alignment(const char *name, const fattn_tensor *t, size_t esize,
-                                          int check_data)
+static fattn_status fattn_check_alignment(const char *name, const fattn_tensor *t, size_t esize)
 {
     const int64_t unit = (int64_t)(16 / esize);
-    if (check_data && ((uintptr_t)t->data % 16) != 0)
+    if (((uintptr_t)t->data % 16) != 0)
         return fattn_fail(FATTN_ERR_UNSUPPORTED,
                           "%s.data (%p) is not 16-byte aligned, which the CUDA kernels need", name,
                           t->data);
@@ -120,10 +119,10 @@ extern "C" fattn_status fattn_portable_supported(const fattn_params *p, int devi
                           "path (grid dimensions)",
                           (long long)p->heads_q, (long long)p->batch);
     const size_t esize = fattn_dtype_size(p->dtype);
-    if ((st = fattn_check_alignment("q", &p->q, esize, 1)) ||
-        (st = fattn_check_alignment("k", &p->k, esize, 1)) ||
-        (st = fattn_check_alignment("v", &p->v, esize, 1)) ||
-        (st = fattn_check_alignment("o", &p->o, esize, 1)))
+    if ((st = fattn_check_alignment("q", &p->q, esize)) ||
+        (st = fattn_check_alignment("k", &p->k, esize)) ||
+        (st = fattn_check_alignment("v", &p->v, esize)) ||
+        (st = fattn_check_alignment("o", &p->o, esize)))
         return st;
     return FATTN_OK;
 }
