@@ -8,7 +8,9 @@
  * Exit status 0 when the result is within the bound.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +39,20 @@ static void usage(void)
            "FATTN_TEST_SEED=n replays the inputs of an earlier run.\n");
 }
 
+/* The whole of `text` as a decimal integer; else a message naming the option and -1. */
+static int parse_int(const char *option, const char *text, int64_t *value)
+{
+    char *end;
+    errno = 0;
+    long long x = strtoll(text, &end, 10);
+    if (end == text || *end || errno == ERANGE) {
+        fprintf(stderr, "fattn-demo: %s (%s) must be an integer\n", option, text);
+        return -1;
+    }
+    *value = x;
+    return 0;
+}
+
 static int parse(int argc, char **argv, demo_options *o)
 {
     for (int i = 1; i < argc; i++) {
@@ -58,7 +74,8 @@ static int parse(int argc, char **argv, demo_options *o)
             fprintf(stderr, "fattn-demo: unknown option or missing value: %s\n", a);
             return -1;
         } else if (size) {
-            *size = strtoll(v, NULL, 10);
+            if (parse_int(a, v, size) != 0)
+                return -1;
             o->sizes_given = 1;
             i++;
         } else if (!strcmp(a, "--dtype")) {
@@ -78,11 +95,16 @@ static int parse(int argc, char **argv, demo_options *o)
             }
             o->device = v;
             i++;
-        } else if (!strcmp(a, "--threads")) {
-            o->threads = atoi(v);
-            i++;
-        } else if (!strcmp(a, "--repeats")) {
-            o->repeats = atoi(v);
+        } else if (!strcmp(a, "--threads") || !strcmp(a, "--repeats")) {
+            int64_t n;
+            if (parse_int(a, v, &n) != 0)
+                return -1;
+            if (n < 0 || n > INT32_MAX) {
+                fprintf(stderr, "fattn-demo: %s (%s) must be 0..%d (0: the default)\n", a, v,
+                        INT32_MAX);
+                return -1;
+            }
+            *(!strcmp(a, "--threads") ? &o->threads : &o->repeats) = (int)n;
             i++;
         } else {
             fprintf(stderr, "fattn-demo: unknown option: %s\n", a);

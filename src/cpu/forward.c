@@ -83,7 +83,8 @@ static int cpu_has(const char *feature)
 }
 
 /* The widest variant this build has and this CPU runs; FATTN_CPU_ISA=generic|avx2|avx512 caps it
- * (for tests that cover every variant on one machine). */
+ * (for tests that cover every variant on one machine). Any other value caps it at generic: a
+ * mistyped cap must not select a wider kernel than asked for. */
 static fattn_cpu_item_fn pick_kernel(void)
 {
     const char *cap = getenv("FATTN_CPU_ISA");

@@ -521,8 +521,12 @@ static int fo_copy_external(fo_writer *w, Onnx__TensorProto *t)
 {
     fo_extref r;
     int src;
-    if (fo_open_external(w->m, t, &r, &src) != 0 || fo_data_open(w) != 0)
+    if (fo_open_external(w->m, t, &r, &src) != 0)
         return -1;
+    if (fo_data_open(w) != 0) {
+        close(src);
+        return -1;
+    }
     uint64_t dst = fo_align(w->data_end, r.length);
     for (uint64_t done = 0; done < r.length;) {
         uint64_t left = r.length - done;
