@@ -22,8 +22,6 @@ DTYPE_BF16 = 2
 MODE_NATIVE = 0
 MODE_FP8 = 1
 
-_ELEMENT_SIZE = {DTYPE_F32: 4, DTYPE_F16: 2, DTYPE_BF16: 2}
-
 
 class Tensor(ctypes.Structure):
     _fields_ = [
@@ -63,7 +61,7 @@ class FattnError(RuntimeError):
 
 
 class LibraryNotFound(OSError):
-    pass
+    """No candidate path held a loadable libfattn; the message lists each one and why."""
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -189,7 +187,3 @@ def cuda_forward(params, workspace=None, workspace_bytes=0, stream=None):
     """Enqueues on `stream` (a cudaStream_t as an int, None for the default stream)."""
     _check(load_library().fattn_cuda_forward(ctypes.byref(params), workspace, workspace_bytes,
                                              stream))
-
-
-def element_size(dtype):
-    return _ELEMENT_SIZE[dtype]

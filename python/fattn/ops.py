@@ -12,10 +12,10 @@ Both take q [B, Sq, Hq, D] and k, v [B, Skv, Hkv, D] (BSHD, the plugin's layout 
 or bf16, return a fresh contiguous output of q's shape and dtype, and are forward-only.
 
 Inputs are passed to libfattn as strided views, without a copy, whenever the head dimension is
-contiguous (BSHD, BHSD transposed to BSHD, packed QKV slices all qualify). A contiguous copy of the
-inputs is made only when (a) a tensor's last dimension is strided, or (b) libfattn refuses the
-views as given (for instance zero strides from ``expand`` or an address the GPU kernel cannot
-load with its vector width) and accepts dense copies instead.
+contiguous (BSHD, BHSD transposed to BSHD, packed QKV slices and stride-0 ``expand`` views all
+qualify). A contiguous copy of the inputs is made only when (a) a tensor's last dimension is
+strided, or (b) libfattn refuses the views as given (for instance an address the GPU kernel
+cannot load with its vector width) and accepts dense copies instead.
 """
 import torch
 

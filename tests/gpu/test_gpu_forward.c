@@ -71,6 +71,18 @@ static void layout_strides(int layout, int64_t B, int64_t S, int64_t H, int64_t 
     }
 }
 
+/* The largest cases need hundreds of MB on the host: a failed allocation ends the run with a
+ * message rather than a crash in the memset or copy that follows. */
+static void *host_alloc(size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1); /* malloc(0) may return NULL */
+    if (!p) {
+        fprintf(stderr, "out of host memory (%zu bytes)\n", bytes);
+        exit(1);
+    }
+    return p;
+}
+
 typedef struct host_tensor {
     float *val; /* compact [B][S][H][D], values exactly representable in the dtype */
     int64_t S, H;
@@ -80,11 +92,7 @@ static void fill(host_tensor *t, const gcase *c, int64_t S, int64_t H, gpu_rng *
 {
     const int64_t n = c->B * S * H * c->D;
     t->S = S, t->H = H;
-    t->val = (float *)malloc((size_t)n * sizeof(float));
-    if (!t->val) {
-        fprintf(stderr, "out of host memory\n");
-        exit(1);
-    }
+    t->val = (float *)host_alloc((size_t)n * sizeof(float));
     for (int64_t i = 0; i < n; i++)
         t->val[i] = gpu_round(c->dt, c->magnitude * (float)gpu_rng_normal(rng));
 }
@@ -186,7 +194,8 @@ static void run_case(const gcase *c, uint64_t seed)
     layout_strides(c->layout == L_QKV ? L_BSHD : c->layout, c->B, c->Sq, c->Hq, c->D, &to, &no);
 
     if (c->layout == L_QKV) {
-        char *img = (char *)calloc((size_t)nq, es);
+        char *img = (char *)host_alloc((size_t)nq * es);
+        memset(img, 0, (size_t)nq * es);
         scatter(&q, c, &tq, 0, img);
         scatter(&k, c, &tk, (size_t)(c->Hq * c->D), img);
         scatter(&v, c, &tv, (size_t)(2 * c->Hq * c->D), img);
@@ -203,7 +212,7 @@ static void run_case(const gcase *c, uint64_t seed)
         void **ds[3] = {&g.dq, &g.dk, &g.dv};
         for (int i = 0; i < 3; i++) {
             /* Gaps of padded layouts hold NaN: a kernel that reads them shows it. */
-            char *img = (char *)malloc((size_t)ns[i] * es);
+            char *img = (char *)host_alloc((size_t)ns[i] * es);
             memset(img, 0xff, (size_t)ns[i] * es);
             scatter(hs[i], c, ts[i], 0, img);
             CUDA_OK(cudaMalloc(ds[i], (size_t)ns[i] * es));
@@ -234,10 +243,10 @@ static void run_case(const gcase *c, uint64_t seed)
     if (g.ws_bytes)
         CUDA_OK(cudaMalloc(&g.ws, g.ws_bytes));
 
-    unsigned char *first = (unsigned char *)malloc(g.out_bytes);
-    unsigned char *again = (unsigned char *)malloc(g.out_bytes);
-    float *lse_first = (float *)malloc(g.lse_bytes);
-    float *lse_again = (float *)malloc(g.lse_bytes);
+    unsigned char *first = (unsigned char *)host_alloc(g.out_bytes);
+    unsigned char *again = (unsigned char *)host_alloc(g.out_bytes);
+    float *lse_first = (float *)host_alloc(g.lse_bytes);
+    float *lse_again = (float *)host_alloc(g.lse_bytes);
     const int runs = 3;
     int identical = 1;
     for (int r = 0; r < runs && st == FATTN_OK; r++) {
@@ -271,9 +280,9 @@ static void run_case(const gcase *c, uint64_t seed)
         /* Every output element written (and no NaN), then the error on the checked rows. */
         int64_t unwritten = 0, lse_bad = 0, checked = 0;
         double err2 = 0, ref2 = 0, lse_err = 0;
-        double *ref = (double *)malloc((size_t)c->D * sizeof(double));
-        double *scores = (double *)malloc((size_t)c->Skv * sizeof(double));
-        float *row = (float *)malloc((size_t)c->D * sizeof(float));
+        double *ref = (double *)host_alloc((size_t)c->D * sizeof(double));
+        double *scores = (double *)host_alloc((size_t)c->Skv * sizeof(double));
+        float *row = (float *)host_alloc((size_t)c->D * sizeof(float));
         for (int64_t b = 0; b < c->B; b++)
             for (int64_t h = 0; h < c->Hq; h++)
                 for (int64_t i = 0; i < c->Sq; i++) {
@@ -430,7 +439,7 @@ static void run_refusals(void)
             (void)fattn_cuda_workspace_size(&p, &claimed);
         const fattn_status st = fattn_cuda_forward(&p, NULL, claimed, NULL);
         CUDA_OK(cudaDeviceSynchronize());
-        unsigned char *host = (unsigned char *)malloc(n * es);
+        unsigned char *host = (unsigned char *)host_alloc(n * es);
         CUDA_OK(cudaMemcpy(host, dout, n * es, cudaMemcpyDeviceToHost));
         size_t touched = 0;
         for (size_t j = 0; j < n * es; j++)
