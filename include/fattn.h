@@ -140,7 +140,9 @@ FATTN_API fattn_status fattn_cuda_supported(const fattn_params *params);
 /*
  * CUDA forward on the given stream (NULL is the legacy default stream). Tensors are device
  * pointers. Enqueues work only: no allocation, no synchronisation, safe under CUDA graph capture.
- * Builds without CUDA return FATTN_ERR_UNSUPPORTED.
+ * workspace must hold fattn_cuda_workspace_size() bytes and be 256-byte aligned (cudaMalloc's
+ * pointers are); it may be NULL when that size is 0. Builds without CUDA return
+ * FATTN_ERR_UNSUPPORTED.
  */
 FATTN_API fattn_status fattn_cuda_forward(const fattn_params *params, void *workspace,
                                           size_t workspace_bytes, struct CUstream_st *stream);
