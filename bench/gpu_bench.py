@@ -12,6 +12,12 @@ layout) and hands SDPA transposed views.
   gpu_bench.py                      # every shape of bench/shapes.tsv
   gpu_bench.py --only seed d128     # shapes whose name contains a word
   gpu_bench.py --shape 2,4096,4096,16,16,128,1,bf16   # ad hoc: B,Sq,Skv,Hq,Hkv,D,causal,dtype
+  gpu_bench.py --variant v5=old/libfattn.so            # another libfattn build, timed alongside
+
+Timings drift by several percent over a run (clocks, temperature; the implementation timed later
+in a sequence was seen up to 8% slower), so every implementation of a shape is timed in --rounds
+interleaved rounds, each round starting with the next implementation, and the median is taken over
+all rounds. With N implementations, --rounds N puts each one in every position once.
 """
 import argparse
 import csv
@@ -118,8 +124,8 @@ def fattn_params(s, q, k, v, o):
 
 
 def time_runs(fn, nsets, warmup, reps):
-    """Median milliseconds of `reps` calls, each between its own pair of events, queued back to
-    back so host overhead overlaps device work; call i uses input set i % nsets."""
+    """Milliseconds of `reps` calls, each between its own pair of events, queued back to back so
+    host overhead overlaps device work; call i uses input set i % nsets."""
     for i in range(warmup):
         fn(i % nsets)
     torch.cuda.synchronize()
@@ -130,8 +136,7 @@ def time_runs(fn, nsets, warmup, reps):
         fn(i % nsets)
         b.record()
     torch.cuda.synchronize()
-    times = [a.elapsed_time(b) for a, b in events]
-    return statistics.median(times), min(times), max(times)
+    return [a.elapsed_time(b) for a, b in events]
 
 
 def sdpa_fn(sets, s, backend):
@@ -159,27 +164,39 @@ def bench_shape(s, args, stream):
     ws_bytes = capi.cuda_workspace_size(params[0])
     ws = torch.empty(ws_bytes, dtype=torch.uint8, device="cuda") if ws_bytes else None
     ws_ptr = ws.data_ptr() if ws is not None else None
-    lib = capi.load_library()
     pptrs = [ctypes.byref(p) for p in params]
 
-    def fattn_run(i):
-        st = lib.fattn_cuda_forward(pptrs[i], ws_ptr, ws_bytes, stream)
-        if st != capi.OK:
-            raise capi.FattnError(st, capi.status_name(st), capi.last_error())
+    def fattn_fn(lib):
+        def run(i):
+            st = lib.fattn_cuda_forward(pptrs[i], ws_ptr, ws_bytes, stream)
+            if st != capi.OK:
+                raise capi.FattnError(st, capi.status_name(st), lib.fattn_last_error().decode())
+        return run
 
-    results = {"fattn": fattn_run,
-               "cudnn": sdpa_fn(sets, s, SDPBackend.CUDNN_ATTENTION),
-               "flash": sdpa_fn(sets, s, SDPBackend.FLASH_ATTENTION)}
-    for key, fn in results.items():
-        try:
-            med, lo, hi = time_runs(fn, len(sets), args.warmup, args.reps)
-            row[f"{key}_ms"] = med
-            row[f"{key}_spread"] = (hi - lo) / med
-            row[f"{key}_tflops"] = s.flops() / (med * 1e-3) / 1e12
-        except Exception as err:  # a backend that refuses the shape is reported, not fatal
-            row[f"{key}_ms"] = float("nan")
-            row[f"{key}_tflops"] = float("nan")
-            row["note"] = (row.get("note", "") + f" {key}: {type(err).__name__}: {str(err)[:80]}").strip()
+    fattn_run = fattn_fn(capi.load_library())
+    results = {"fattn": fattn_run}
+    for name, lib in args.variant_libs.items():
+        results[name] = fattn_fn(lib)
+    results["cudnn"] = sdpa_fn(sets, s, SDPBackend.CUDNN_ATTENTION)
+    results["flash"] = sdpa_fn(sets, s, SDPBackend.FLASH_ATTENTION)
+    times = {key: [] for key in results}
+    keys = list(results)
+    for r in range(args.rounds):
+        # Each round starts one implementation later, so none is always timed first or last.
+        for key in keys[r % len(keys):] + keys[:r % len(keys)]:
+            if times[key] is None:
+                continue
+            try:
+                times[key] += time_runs(results[key], len(sets), args.warmup, args.reps)
+            except Exception as err:  # a backend that refuses the shape is reported, not fatal
+                times[key] = None
+                row["note"] = (row.get("note", "") + f" {key}: {type(err).__name__}: {str(err)[:80]}").strip()
+    for key, t in times.items():
+        med = statistics.median(t) if t else float("nan")
+        row[f"{key}_ms"] = med
+        row[f"{key}_tflops"] = s.flops() / (med * 1e-3) / 1e12
+        if t:
+            row[f"{key}_spread"] = (max(t) - min(t)) / med
     # Sanity: fattn and the flash backend on the same set agree (SDPA's causal is top-left
     # aligned, fattn's bottom-right: identical only when Sq == Skv).
     if not math.isnan(row.get("flash_ms", float("nan"))) and (not s.causal or s.sq == s.skv):
@@ -191,6 +208,9 @@ def bench_shape(s, args, stream):
     for key in ("cudnn", "flash"):
         if row.get(f"{key}_ms") and not math.isnan(row[f"{key}_ms"]) and not math.isnan(row["fattn_ms"]):
             row[f"ratio_{key}"] = row[f"{key}_ms"] / row["fattn_ms"]
+        for name in args.variant_libs:
+            if not math.isnan(row.get(f"{key}_ms", math.nan)) and not math.isnan(row[f"{name}_ms"]):
+                row[f"ratio_{name}_{key}"] = row[f"{key}_ms"] / row[f"{name}_ms"]
     del sets, params, ws
     torch.cuda.empty_cache()
     return row
@@ -203,18 +223,23 @@ def fmt(x, spec):
 
 
 def table(rows, card, args):
-    lines = [f"card: {card}; torch {torch.__version__}; layout {args.layout}; median of {args.reps} "
-             f"(warm-up {args.warmup}); path {'portable (forced)' if args.portable else 'auto'}",
+    variants = list(args.variant_libs)
+    lines = [f"card: {card}; torch {torch.__version__}; layout {args.layout}; median of {args.rounds} rounds x "
+             f"{args.reps} (warm-up {args.warmup}), implementations interleaved; "
+             f"path {'portable (forced)' if args.portable else 'auto'}"
+             + "".join(f"; variant {n} = {p}" for n, p in args.variant_paths.items()),
              "",
-             "| shape | B | Sq | Skv | Hq/Hkv | D | causal | dtype | fattn ms | fattn TFLOPS | cuDNN TFLOPS | flash TFLOPS | fattn/cuDNN | fattn/flash | err vs flash | note |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| shape | B | Sq | Skv | Hq/Hkv | D | causal | dtype | fattn ms | fattn TFLOPS | cuDNN TFLOPS | flash TFLOPS | fattn/cuDNN | fattn/flash | "
+             + "".join(f"{n} TFLOPS | {n}/cuDNN | " for n in variants) + "err vs flash | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + "---|---|" * len(variants) + "---|---|"]
     for r in rows:
         lines.append("| " + " | ".join([
             r["name"], str(r["B"]), str(r["Sq"]), str(r["Skv"]), f"{r['Hq']}/{r['Hkv']}", str(r["D"]),
             str(r["causal"]), r["dtype"], fmt(r.get("fattn_ms"), ".3f"), fmt(r.get("fattn_tflops"), ".0f"),
             fmt(r.get("cudnn_tflops"), ".0f"), fmt(r.get("flash_tflops"), ".0f"),
-            fmt(r.get("ratio_cudnn"), ".3f"), fmt(r.get("ratio_flash"), ".3f"),
-            fmt(r.get("rel_err_vs_flash"), ".1e"), r.get("note", "")]) + " |")
+            fmt(r.get("ratio_cudnn"), ".3f"), fmt(r.get("ratio_flash"), ".3f")]
+            + [x for n in variants for x in (fmt(r.get(f"{n}_tflops"), ".0f"), fmt(r.get(f"ratio_{n}_cudnn"), ".3f"))]
+            + [fmt(r.get("rel_err_vs_flash"), ".1e"), r.get("note", "")]) + " |")
     judged = [r for r in rows if r["dtype"] in ("bf16", "fp16", "f16") and r.get("ratio_flash")]
     if judged:
         ratios = [r["ratio_flash"] for r in judged]
@@ -236,7 +261,11 @@ def main():
     ap.add_argument("--shapes", default=os.path.join(HERE, "shapes.tsv"))
     ap.add_argument("--only", nargs="*", help="keep shapes whose name contains one of these words")
     ap.add_argument("--shape", action="append", default=[], help="ad-hoc B,Sq,Skv,Hq,Hkv,D,causal,dtype")
-    ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--reps", type=int, default=30, help="timed calls per round")
+    ap.add_argument("--rounds", type=int, default=0,
+                    help="interleaved rounds over the implementations (default: one per implementation)")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=LIB",
+                    help="another libfattn build to time alongside (e.g. before and after a change)")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--layout", choices=("bhsd", "bshd"), default="bhsd")
     ap.add_argument("--portable", action="store_true", help="set FATTN_FORCE_PORTABLE=1")
@@ -245,6 +274,16 @@ def main():
     args = ap.parse_args()
     if args.reps < 20:
         raise SystemExit(f"--reps ({args.reps}) must be at least 20 (the protocol's median of >= 20)")
+    if args.rounds < 0:
+        raise SystemExit(f"--rounds ({args.rounds}) must not be negative (0: one round per implementation)")
+    args.variant_paths, args.variant_libs = {}, {}
+    for text in args.variant:
+        name, sep, path = text.partition("=")
+        if not sep or not name.isidentifier() or name in ("fattn", "cudnn", "flash"):
+            raise SystemExit(f"--variant {text!r}: want NAME=LIB with NAME a new identifier")
+        args.variant_paths[name] = path
+        args.variant_libs[name] = capi.load_library(path)
+    args.rounds = args.rounds or 3 + len(args.variant_libs)
     if args.portable:
         os.environ["FATTN_FORCE_PORTABLE"] = "1"
     shapes = [] if (args.shape and not args.only) else read_shapes(args.shapes)

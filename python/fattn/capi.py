@@ -69,11 +69,12 @@ _REPO_ROOT = os.path.dirname(os.path.dirname(_PACKAGE_DIR))
 
 
 def _candidates(path):
-    if path:
-        yield path
-    env = os.environ.get("FATTN_LIBRARY")
-    if env:
-        yield env
+    # An explicit choice is final: falling through to a build folder would quietly run a library
+    # other than the one asked for.
+    chosen = path or os.environ.get("FATTN_LIBRARY")
+    if chosen:
+        yield chosen
+        return
     yield os.path.join(_PACKAGE_DIR, "lib", "libfattn.so")
     # Only the folders the README's scripts build without sanitizers: an ASan build cannot be
     # loaded into an uninstrumented Python. Newest first, so a fresh build wins over a stale one.
@@ -90,8 +91,9 @@ _lib = None
 
 
 def load_library(path=None):
-    """Loads libfattn once: `path`, $FATTN_LIBRARY, the package's lib/, the repo's build folders,
-    then the system's library path. Raises LibraryNotFound listing every place tried."""
+    """Loads libfattn once: `path` or else $FATTN_LIBRARY when given (and then nothing else), otherwise
+    the package's lib/, the repo's build folders, then the system's library path. Raises
+    LibraryNotFound listing every place tried."""
     global _lib
     if _lib is not None and path is None:
         return _lib

@@ -41,14 +41,16 @@ def test_fattn_library_wins_and_a_missing_library_is_reported(tmp_path):
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == str(chosen)
 
+    # A loadable library in the package's lib/ must not stand in for a FATTN_LIBRARY that is missing.
+    (tmp_path / "fattn" / "lib").mkdir()
+    shutil.copy(library, tmp_path / "fattn" / "lib" / "libfattn.so")
     missing = tmp_path / "nowhere" / "libfattn.so"
     env["FATTN_LIBRARY"] = str(missing)
-    env.pop("LD_LIBRARY_PATH", None)  # the system search would find the library through it
     run = _python("import torch, fattn; fattn.custom_attn(*[torch.ones(1, 2, 1, 4)] * 3)", env,
                   tmp_path)
     assert run.returncode != 0
     assert "LibraryNotFound" in run.stderr and str(missing) in run.stderr
-    assert str(tmp_path / "fattn" / "lib" / "libfattn.so") in run.stderr
+    assert str(tmp_path / "fattn" / "lib" / "libfattn.so") not in run.stderr
 
 
 def test_capi_structs_match_the_library():
