@@ -34,16 +34,22 @@ typedef struct hopper_args {
 #define HOPPER_O_SEPARATE(D) ((D) <= 128)
 #endif
 
-/* Offsets from the 1024-byte-aligned base: Q (one tile per consumer), K stages, V stages, O (one
- * tile per consumer, when separate), then the mbarriers: q_full[NWG], q_empty[NWG], k_full[S],
- * k_empty[S], v_full[S], v_empty[S]. */
+/* Q buffers per consumer; tile k of a CTA uses buffer k % HOPPER_Q_BUFS. Where O has its own tile
+ * there is also room for a second Q (d128: 225 of 227 KB), so the next tile's Q is in place before
+ * this tile ends and its first Q K^T can be issued in this tile's last turn. */
+#define HOPPER_Q_BUFS(D) (HOPPER_O_SEPARATE(D) ? 2 : 1)
+
+/* Offsets from the 1024-byte-aligned base: Q (HOPPER_Q_BUFS tiles per consumer, buffer-major), K
+ * stages, V stages, O (one tile per consumer, when separate), then the mbarriers: q_full[B][NWG],
+ * q_empty[B][NWG], k_full[S], k_empty[S], v_full[S], v_empty[S]. */
 #define HOPPER_Q_OFF 0
-#define HOPPER_K_OFF(D, NWG) (HOPPER_Q_OFF + (NWG) * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D))
+#define HOPPER_K_OFF(D, NWG) (HOPPER_Q_OFF + HOPPER_Q_BUFS(D) * (NWG) * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D))
 #define HOPPER_V_OFF(D, NWG, BN, S) (HOPPER_K_OFF(D, NWG) + (S) * HOPPER_TILE_BYTES(BN, D))
 #define HOPPER_O_OFF(D, NWG, BN, S) (HOPPER_V_OFF(D, NWG, BN, S) + (S) * HOPPER_TILE_BYTES(BN, D))
 #define HOPPER_BAR_OFF(D, NWG, BN, S)                                                                  \
     (HOPPER_O_OFF(D, NWG, BN, S) + (HOPPER_O_SEPARATE(D) ? (NWG) * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D) : 0))
 /* The extra 1024 lets the kernel align the dynamic shared-memory base for the swizzle. */
-#define HOPPER_SMEM_BYTES(D, NWG, BN, S) (HOPPER_BAR_OFF(D, NWG, BN, S) + 8 * (2 * (NWG) + 4 * (S)) + 1024)
+#define HOPPER_SMEM_BYTES(D, NWG, BN, S)                                                               \
+    (HOPPER_BAR_OFF(D, NWG, BN, S) + 8 * (2 * HOPPER_Q_BUFS(D) * (NWG) + 4 * (S)) + 1024)
 
 #endif

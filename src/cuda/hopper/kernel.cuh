@@ -39,108 +39,210 @@ static __device__ __forceinline__ void turn_pass(int to)
     named_bar_arrive(HOPPER_TURN_BAR + to, 256);
 }
 
-template <bool BF16, int D, int NWG, int BN, int STAGES, bool CAUSAL>
-static __device__ __forceinline__ void consume_tile(const hopper_args *a, const hopper_tile *t, int wg, int tid,
-                                                    uint8_t *smem, uint32_t smem_addr, uint32_t bars, int it0,
-                                                    int tile_iter)
-{
-    const uint32_t q_full = bars, q_empty = bars + 8 * NWG, k_full = q_empty + 8 * NWG;
-    const uint32_t k_empty = k_full + 8 * STAGES;
-    const uint32_t v_full = k_empty + 8 * STAGES, v_empty = v_full + 8 * STAGES;
-    const uint32_t q_tile = smem_addr + HOPPER_Q_OFF + wg * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D);
-    const uint32_t k_base = smem_addr + HOPPER_K_OFF(D, NWG);
-    const uint32_t v_base = k_base + STAGES * HOPPER_TILE_BYTES(BN, D);
-    const int lane = tid % 32;
-    const int row0 = t->m0 + wg * HOPPER_WG_ROWS + 16 * (tid / 32) + lane / 4;
-    const int shift = a->seqlen_kv - a->seqlen_q;
+/* The mbarrier arrays and shared-memory tiles of the consumers. */
+typedef struct consumer_smem {
+    uint32_t q_full, q_empty, k_full, k_empty, v_full, v_empty;
+    uint32_t q_base, k_base, v_base, o_tile;
+} consumer_smem;
 
-    int last[2];
+/* The consumer's state between key blocks: O accumulator, running max and sum, the rescale factors
+ * still owed to O, the scores S (or the probabilities P, packed for P V). */
+#define CONSUMER_STATE float *o, float *m, float *l, float *alpha, float *s, uint32_t *p
+#define CONSUMER_STATE_ARGS o, m, l, alpha, s, p
+
+/* Q of the CTA's tile k, for warpgroup wg. */
+template <int D, int NWG>
+static __device__ __forceinline__ int q_slot(int k, int wg)
+{
+    return (k % HOPPER_Q_BUFS(D)) * NWG + wg;
+}
+
+/* The last visible key of the thread's two rows; returns the first key block with a column past
+ * the warpgroup's earliest last visible key (from there on, scores are masked). */
+template <int BN, bool CAUSAL>
+static __device__ __forceinline__ int tile_limits(const hopper_args *a, const hopper_tile *t, int wg, int tid,
+                                                  int *last)
+{
+    const int shift = a->seqlen_kv - a->seqlen_q;
+    const int row0 = t->m0 + wg * HOPPER_WG_ROWS + 16 * (tid / 32) + (tid % 32) / 4;
 #pragma unroll
     for (int h = 0; h < 2; ++h)
         last[h] = CAUSAL ? min(a->seqlen_kv - 1, row0 + 8 * h + shift) : a->seqlen_kv - 1;
-    /* first key block with a column past the warpgroup's earliest last-visible key */
-    const int first_masked = CAUSAL ? min(a->seqlen_kv, max(0, t->m0 + wg * HOPPER_WG_ROWS + shift + 1)) / BN
-                                    : a->seqlen_kv / BN;
+    return CAUSAL ? min(a->seqlen_kv, max(0, t->m0 + wg * HOPPER_WG_ROWS + shift + 1)) / BN : a->seqlen_kv / BN;
+}
 
-    float o[D / 2];
+/* Once S_j = Q K_j^T (the j-th of n key blocks, stage-ring position it) has completed: K_j's stage
+ * goes back to the producer (and Q after the tile's last Q K^T, when O has its own tile), then S_j
+ * is masked and folded into the running softmax. */
+template <int D, int BN, int STAGES>
+static __device__ __forceinline__ void scores_done(const hopper_args *a, const consumer_smem *c, int tid, int it,
+                                                   int j, int n, int slot, int first_masked, const int *last,
+                                                   float *s, float *m, float *l, float *alpha)
+{
+    const int lane = tid % 32;
+    fence_accum<BN / 2>(s);
+    if (lane == 0) mbar_arrive(c->k_empty + 8 * (it % STAGES));
+    if (HOPPER_O_SEPARATE(D) && j == n - 1 && lane == 0) mbar_arrive(c->q_empty + 8 * slot);
+    if (j >= first_masked) mask_scores<BN>(s, j * BN + 2 * (lane % 4), last);
+    online_softmax<BN>(s, m, l, alpha, a->scale_log2);
+}
+
+/* A fresh tile: O, max and sum reset (a new tile's first P V then only adds to zeros). */
+template <int D>
+static __device__ __forceinline__ void reset_rows(float *o, float *m, float *l)
+{
 #pragma unroll
     for (int i = 0; i < D / 2; ++i) o[i] = 0.0f;
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, alpha[2];
-    float s[BN / 2];
-    uint32_t p[BN / 4];
+    m[0] = m[1] = -INFINITY;
+    l[0] = l[1] = 0.0f;
+}
 
-    constexpr bool SEPARATE = HOPPER_O_SEPARATE(D);
-    mbar_wait(q_full + 8 * wg, tile_iter & 1);
-    const int n = t->n_blocks;
-    /* with O in its own tile, Q is free once the last Q K^T has completed: the producer may then
-     * load the next tile's Q under this tile's last P V and epilogue */
-    if (SEPARATE && n == 0 && lane == 0) mbar_arrive(q_empty + 8 * wg);
-    if (n > 0) {
-        /* block 0: S_0 alone */
-        const int st0 = it0 % STAGES;
+/* The CTA's tile k starts with S_0 issued in a turn of its own (the CTA's first tile, and every
+ * tile when Q has a single buffer): nothing else is ready to overlap it with. */
+template <bool BF16, int D, int NWG, int BN, int STAGES, bool CAUSAL>
+static __device__ __forceinline__ void start_tile(const hopper_args *a, const consumer_smem *c, const hopper_tile *t,
+                                                  int k, int it, int wg, int tid, CONSUMER_STATE)
+{
+    int last[2];
+    const int slot = q_slot<D, NWG>(k, wg), st = it % STAGES;
+    const int first_masked = tile_limits<BN, CAUSAL>(a, t, wg, tid, last);
+    reset_rows<D>(o, m, l);
+    mbar_wait(c->q_full + 8 * slot, (k / HOPPER_Q_BUFS(D)) & 1);
+    turn_wait(wg);
+    mbar_wait(c->k_full + 8 * st, (it / STAGES) & 1);
+    issue_qk<BF16, D, BN>(s, c->q_base + slot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D), c->k_base + st * HOPPER_TILE_BYTES(BN, D));
+    turn_pass((wg + 1) % NWG);
+    wgmma_wait<0>();
+    scores_done<D, BN, STAGES>(a, c, tid, it, 0, t->n_blocks, slot, first_masked, last, s, m, l, alpha);
+    probs_to_a<BF16, BN>(s, p);
+}
+
+/* Key blocks 1..n-1 of the tile: each turn issues S_j together with P_{j-1} V_{j-1}, and the
+ * softmax of S_j runs while P V is still on the tensor cores. */
+template <bool BF16, int D, int NWG, int BN, int STAGES, bool CAUSAL>
+static __device__ __forceinline__ void middle_blocks(const hopper_args *a, const consumer_smem *c, const hopper_tile *t,
+                                                     int k, int it, int wg, int tid, CONSUMER_STATE)
+{
+    int last[2];
+    const int n = t->n_blocks, slot = q_slot<D, NWG>(k, wg);
+    const int first_masked = tile_limits<BN, CAUSAL>(a, t, wg, tid, last);
+    const uint32_t q_tile = c->q_base + slot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D);
+    for (int j = 1; j < n; ++j) {
+        const int jt = it + j, st = jt % STAGES, pst = (jt - 1) % STAGES;
         turn_wait(wg);
-        mbar_wait(k_full + 8 * st0, (it0 / STAGES) & 1);
-        issue_qk<BF16, D, BN>(s, q_tile, k_base + st0 * HOPPER_TILE_BYTES(BN, D));
-        turn_pass((wg + 1) % NWG);
-        wgmma_wait<0>();
-        fence_accum<BN / 2>(s);
-        if (lane == 0) mbar_arrive(k_empty + 8 * st0);
-        if (SEPARATE && n == 1 && lane == 0) mbar_arrive(q_empty + 8 * wg);
-        if (0 >= first_masked) mask_scores<BN>(s, 2 * (lane % 4), last);
-        online_softmax<BN>(s, m, l, alpha, a->scale_log2);
-        probs_to_a<BF16, BN>(s, p);
-
-        /* block j: S_j = Q K_j^T and O += P_{j-1} V_{j-1} in flight together; the softmax of S_j
-         * runs while P V is still on the tensor cores. */
-        for (int j = 1; j < n; ++j) {
-            const int it = it0 + j, st = it % STAGES, pst = (it - 1) % STAGES;
-            turn_wait(wg);
-            mbar_wait(k_full + 8 * st, (it / STAGES) & 1);
-            issue_qk<BF16, D, BN>(s, q_tile, k_base + st * HOPPER_TILE_BYTES(BN, D));
-            rescale_rows<D>(o, alpha);
-            mbar_wait(v_full + 8 * pst, ((it - 1) / STAGES) & 1);
-            issue_pv<BF16, D, BN>(o, p, v_base + pst * HOPPER_TILE_BYTES(BN, D));
-            turn_pass((wg + 1) % NWG);
-            wgmma_wait<1>();
-            fence_accum<BN / 2>(s);
-            if (lane == 0) mbar_arrive(k_empty + 8 * st);
-            if (SEPARATE && j == n - 1 && lane == 0) mbar_arrive(q_empty + 8 * wg);
-            if (j >= first_masked) mask_scores<BN>(s, j * BN + 2 * (lane % 4), last);
-            online_softmax<BN>(s, m, l, alpha, a->scale_log2);
-            wgmma_wait<0>();
-            fence_accum<D / 2>(o);
-            fence_regs<BN / 4>(p);
-            if (lane == 0) mbar_arrive(v_empty + 8 * pst);
-            probs_to_a<BF16, BN>(s, p);
-        }
-
-        /* the last P V */
-        const int lit = it0 + n - 1, lst = lit % STAGES;
+        mbar_wait(c->k_full + 8 * st, (jt / STAGES) & 1);
+        issue_qk<BF16, D, BN>(s, q_tile, c->k_base + st * HOPPER_TILE_BYTES(BN, D));
         rescale_rows<D>(o, alpha);
-        mbar_wait(v_full + 8 * lst, (lit / STAGES) & 1);
-        issue_pv<BF16, D, BN>(o, p, v_base + lst * HOPPER_TILE_BYTES(BN, D));
+        mbar_wait(c->v_full + 8 * pst, ((jt - 1) / STAGES) & 1);
+        issue_pv<BF16, D, BN>(o, p, c->v_base + pst * HOPPER_TILE_BYTES(BN, D));
+        turn_pass((wg + 1) % NWG);
+        wgmma_wait<1>();
+        scores_done<D, BN, STAGES>(a, c, tid, jt, j, n, slot, first_masked, last, s, m, l, alpha);
         wgmma_wait<0>();
         fence_accum<D / 2>(o);
         fence_regs<BN / 4>(p);
-        if (lane == 0) mbar_arrive(v_empty + 8 * lst);
+        if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * pst);
+        probs_to_a<BF16, BN>(s, p);
     }
-    const uint32_t o_off = (SEPARATE ? HOPPER_O_OFF(D, NWG, BN, STAGES) : HOPPER_Q_OFF) +
-                           wg * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D);
-    write_output<BF16, D, SEPARATE>(a, t, wg, tid, o, m, l, smem + o_off, smem_addr + o_off, q_empty + 8 * wg);
+}
+
+/* The tile's last P V, issued outside the turns (nothing is left to pair it with), then the
+ * epilogue. */
+template <bool BF16, int D, int NWG, int BN, int STAGES>
+static __device__ __forceinline__ void finish_tile(const hopper_args *a, const consumer_smem *c, uint8_t *smem,
+                                                   const hopper_tile *t, int k, int it, int wg, int tid,
+                                                   CONSUMER_STATE)
+{
+    const int lt = it + t->n_blocks - 1, lst = lt % STAGES;
+    rescale_rows<D>(o, alpha);
+    mbar_wait(c->v_full + 8 * lst, (lt / STAGES) & 1);
+    issue_pv<BF16, D, BN>(o, p, c->v_base + lst * HOPPER_TILE_BYTES(BN, D));
+    wgmma_wait<0>();
+    fence_accum<D / 2>(o);
+    fence_regs<BN / 4>(p);
+    if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * lst);
+    write_output<BF16, D, HOPPER_O_SEPARATE(D)>(a, t, wg, tid, o, m, l, smem + (c->o_tile - c->q_base),
+                                                c->o_tile, c->q_empty + 8 * q_slot<D, NWG>(k, wg));
+}
+
+/* The tile's last P V and the next tile's S_0 in one turn (possible when the next Q has a buffer
+ * of its own); the epilogue then runs while S_0 is on the tensor cores, so after the CTA's first
+ * tile no turn issues a product alone. */
+template <bool BF16, int D, int NWG, int BN, int STAGES, bool CAUSAL>
+static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const consumer_smem *c, uint8_t *smem,
+                                                   const hopper_tile *t, const hopper_tile *next, int k, int it,
+                                                   int wg, int tid, CONSUMER_STATE)
+{
+    int last[2];
+    const int lt = it + t->n_blocks - 1, lst = lt % STAGES, nit = it + t->n_blocks, nst = nit % STAGES;
+    const int nslot = q_slot<D, NWG>(k + 1, wg);
+    rescale_rows<D>(o, alpha);
+    turn_wait(wg);
+    mbar_wait(c->v_full + 8 * lst, (lt / STAGES) & 1);
+    issue_pv<BF16, D, BN>(o, p, c->v_base + lst * HOPPER_TILE_BYTES(BN, D));
+    mbar_wait(c->q_full + 8 * nslot, ((k + 1) / HOPPER_Q_BUFS(D)) & 1);
+    mbar_wait(c->k_full + 8 * nst, (nit / STAGES) & 1);
+    issue_qk<BF16, D, BN>(s, c->q_base + nslot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D),
+                          c->k_base + nst * HOPPER_TILE_BYTES(BN, D));
+    turn_pass((wg + 1) % NWG);
+    wgmma_wait<1>();
+    fence_accum<D / 2>(o);
+    fence_regs<BN / 4>(p);
+    if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * lst);
+    write_output<BF16, D, true>(a, t, wg, tid, o, m, l, smem + (c->o_tile - c->q_base), c->o_tile,
+                                c->q_empty + 8 * q_slot<D, NWG>(k, wg));
+    reset_rows<D>(o, m, l);
+    const int first_masked = tile_limits<BN, CAUSAL>(a, next, wg, tid, last);
+    wgmma_wait<0>();
+    scores_done<D, BN, STAGES>(a, c, tid, nit, 0, next->n_blocks, nslot, first_masked, last, s, m, l, alpha);
+    probs_to_a<BF16, BN>(s, p);
 }
 
 /* The consumer side of the persistent loop: the same tiles as the producer, with the stage ring's
- * position carried from tile to tile. */
+ * position carried from tile to tile. Every tile has at least one key block (scheduler.cuh), so
+ * the sequence of turns is the same for every warpgroup and no wgmma sits behind a branch that
+ * ptxas cannot prove warp-uniform (v6's first form, with such branches, built every descriptor in
+ * vector registers and ran 5-15% slower). */
 template <bool BF16, int D, int NWG, int BN, int STAGES, bool CAUSAL>
 static __device__ __forceinline__ void consume(const hopper_args *a, int wg, int tid, uint8_t *smem,
                                                uint32_t smem_addr, uint32_t bars)
 {
-    int it = 0;
-    hopper_tile t;
+    constexpr int QB = HOPPER_Q_BUFS(D);
+    consumer_smem c;
+    c.q_full = bars;
+    c.q_empty = c.q_full + 8 * QB * NWG;
+    c.k_full = c.q_empty + 8 * QB * NWG;
+    c.k_empty = c.k_full + 8 * STAGES;
+    c.v_full = c.k_empty + 8 * STAGES;
+    c.v_empty = c.v_full + 8 * STAGES;
+    c.q_base = smem_addr + HOPPER_Q_OFF;
+    c.k_base = smem_addr + HOPPER_K_OFF(D, NWG);
+    c.v_base = smem_addr + HOPPER_V_OFF(D, NWG, BN, STAGES);
+    c.o_tile = smem_addr + (HOPPER_O_SEPARATE(D) ? HOPPER_O_OFF(D, NWG, BN, STAGES) : HOPPER_Q_OFF) +
+               wg * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D);
+
+    float o[D / 2], m[2], l[2], alpha[2], s[BN / 2];
+    uint32_t p[BN / 4];
+    hopper_tile t, next;
     if (wg == NWG - 1) turn_pass(0); /* warpgroup 0 issues first */
-    for (int tile_iter = 0; tile_of_round<NWG * HOPPER_WG_ROWS, BN, CAUSAL>(a, tile_iter, &t); ++tile_iter) {
-        consume_tile<BF16, D, NWG, BN, STAGES, CAUSAL>(a, &t, wg, tid, smem, smem_addr, bars, it, tile_iter);
-        it += t.n_blocks;
+    if (tile_of_round<NWG * HOPPER_WG_ROWS, BN, CAUSAL>(a, 0, &t)) {
+        int it = 0, k = 0; /* stage-ring position of the tile's key block 0; the tile's round */
+        start_tile<BF16, D, NWG, BN, STAGES, CAUSAL>(a, &c, &t, 0, it, wg, tid, CONSUMER_STATE_ARGS);
+        for (;; ++k) {
+            middle_blocks<BF16, D, NWG, BN, STAGES, CAUSAL>(a, &c, &t, k, it, wg, tid, CONSUMER_STATE_ARGS);
+            if (!tile_of_round<NWG * HOPPER_WG_ROWS, BN, CAUSAL>(a, k + 1, &next)) break;
+            if constexpr (QB == 2) {
+                chain_tiles<BF16, D, NWG, BN, STAGES, CAUSAL>(a, &c, smem, &t, &next, k, it, wg, tid,
+                                                              CONSUMER_STATE_ARGS);
+            } else {
+                finish_tile<BF16, D, NWG, BN, STAGES>(a, &c, smem, &t, k, it, wg, tid, CONSUMER_STATE_ARGS);
+                start_tile<BF16, D, NWG, BN, STAGES, CAUSAL>(a, &c, &next, k + 1, it + t.n_blocks, wg, tid,
+                                                             CONSUMER_STATE_ARGS);
+            }
+            it += t.n_blocks;
+            t = next;
+        }
+        finish_tile<BF16, D, NWG, BN, STAGES>(a, &c, smem, &t, k, it, wg, tid, CONSUMER_STATE_ARGS);
     }
     if (wg == 0) turn_wait(0);
     if (tid == 0) tma_store_wait_all();
@@ -157,16 +259,17 @@ __global__ void __launch_bounds__((NWG + 1) * 128, 1) hopper_fwd_kernel(const __
     const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
 
     if (threadIdx.x == 0) {
-        for (int w = 0; w < NWG; ++w) {
+        constexpr int NQ = HOPPER_Q_BUFS(D) * NWG;
+        for (int w = 0; w < NQ; ++w) {
             mbar_init(bars + 8 * w, 1); /* q_full */
             /* q_empty: every warp of the consumer after its last Q K^T, or the epilogue's store */
-            mbar_init(bars + 8 * (NWG + w), HOPPER_O_SEPARATE(D) ? 4 : 1);
+            mbar_init(bars + 8 * (NQ + w), HOPPER_O_SEPARATE(D) ? 4 : 1);
         }
         for (int s = 0; s < STAGES; ++s) {
-            mbar_init(bars + 8 * (2 * NWG + s), 1);               /* k_full: the producer's expect_tx */
-            mbar_init(bars + 8 * (2 * NWG + STAGES + s), 4 * NWG); /* k_empty: every consumer warp */
-            mbar_init(bars + 8 * (2 * NWG + 2 * STAGES + s), 1);
-            mbar_init(bars + 8 * (2 * NWG + 3 * STAGES + s), 4 * NWG);
+            mbar_init(bars + 8 * (2 * NQ + s), 1);               /* k_full: the producer's expect_tx */
+            mbar_init(bars + 8 * (2 * NQ + STAGES + s), 4 * NWG); /* k_empty: every consumer warp */
+            mbar_init(bars + 8 * (2 * NQ + 2 * STAGES + s), 1);
+            mbar_init(bars + 8 * (2 * NQ + 3 * STAGES + s), 4 * NWG);
         }
         mbar_fence_init();
     }

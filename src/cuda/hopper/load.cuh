@@ -20,40 +20,45 @@ static __device__ __forceinline__ void load_tile(uint32_t dst, const CUtensorMap
         tma_load_4d(dst + c * ROWS * HOPPER_ROW_BYTES, map, bar, c * 64, row, head, batch);
 }
 
-/* Loads every consumer's Q tile once the warpgroup has released it: after its last Q K^T, or, when O
- * is staged in the Q tile, after the store of O has read it. */
+/* Loads every consumer's Q tile of the CTA's tile k into Q buffer k % HOPPER_Q_BUFS once the
+ * warpgroup has released that buffer: after its last Q K^T, or, when O is staged in the Q tile,
+ * after the store of O has read it. */
 template <int D, int NWG>
 static __device__ __forceinline__ void load_q(const hopper_args *a, const hopper_tile *t, uint32_t smem,
-                                              uint32_t q_full, uint32_t q_empty, int tile_iter)
+                                              uint32_t q_full, uint32_t q_empty, int k)
 {
+    constexpr int B = HOPPER_Q_BUFS(D);
 #pragma unroll
     for (int w = 0; w < NWG; ++w) {
-        mbar_wait(q_empty + 8 * w, (tile_iter & 1) ^ 1);
-        load_tile<D, HOPPER_WG_ROWS>(smem + HOPPER_Q_OFF + w * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D), &a->q,
-                                     q_full + 8 * w, t->m0 + w * HOPPER_WG_ROWS, t->head, t->batch);
+        const int slot = (k % B) * NWG + w;
+        mbar_wait(q_empty + 8 * slot, ((k / B) & 1) ^ 1);
+        load_tile<D, HOPPER_WG_ROWS>(smem + HOPPER_Q_OFF + slot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D), &a->q,
+                                     q_full + 8 * slot, t->m0 + w * HOPPER_WG_ROWS, t->head, t->batch);
     }
 }
 
 /* Walks the same tiles as the consumers. The stage ring runs on across tiles, so the next tile's
- * first K and V stream in while the consumers finish the current one; its Q waits for the
- * epilogue, after K_0 has been issued. */
+ * first K and V stream in while the consumers finish the current one. With two Q buffers the
+ * tile's Q goes first (its buffer was released a whole tile ago); with one, Q waits for the
+ * previous epilogue, so K_0 is issued before it. */
 template <int D, int NWG, int BN, int STAGES, bool CAUSAL>
 static __device__ __forceinline__ void produce(const hopper_args *a, uint32_t smem, uint32_t bars)
 {
-    const uint32_t q_full = bars, q_empty = bars + 8 * NWG, k_full = q_empty + 8 * NWG;
+    constexpr int QB = HOPPER_Q_BUFS(D);
+    const uint32_t q_full = bars, q_empty = bars + 8 * QB * NWG, k_full = q_empty + 8 * QB * NWG;
     const uint32_t k_empty = k_full + 8 * STAGES, v_full = k_empty + 8 * STAGES, v_empty = v_full + 8 * STAGES;
     const uint32_t k_base = smem + HOPPER_K_OFF(D, NWG), v_base = smem + HOPPER_V_OFF(D, NWG, BN, STAGES);
     int it = 0;
     hopper_tile t;
-    for (int tile_iter = 0; tile_of_round<NWG * HOPPER_WG_ROWS, BN, CAUSAL>(a, tile_iter, &t); ++tile_iter) {
-        if (t.n_blocks == 0) load_q<D, NWG>(a, &t, smem, q_full, q_empty, tile_iter);
+    for (int k = 0; tile_of_round<NWG * HOPPER_WG_ROWS, BN, CAUSAL>(a, k, &t); ++k) {
+        if (QB == 2) load_q<D, NWG>(a, &t, smem, q_full, q_empty, k);
         for (int j = 0; j < t.n_blocks; ++j, ++it) {
             const int s = it % STAGES;
             const uint32_t empty_parity = ((it / STAGES) & 1) ^ 1; /* a fresh barrier counts as released */
             mbar_wait(k_empty + 8 * s, empty_parity);
             load_tile<D, BN>(k_base + s * HOPPER_TILE_BYTES(BN, D), &a->k, k_full + 8 * s, j * BN, t.head_kv,
                              t.batch);
-            if (j == 0) load_q<D, NWG>(a, &t, smem, q_full, q_empty, tile_iter);
+            if (QB == 1 && j == 0) load_q<D, NWG>(a, &t, smem, q_full, q_empty, k);
             mbar_wait(v_empty + 8 * s, empty_parity);
             load_tile<D, BN>(v_base + s * HOPPER_TILE_BYTES(BN, D), &a->v, v_full + 8 * s, j * BN, t.head_kv,
                              t.batch);

@@ -65,14 +65,13 @@ static __device__ __forceinline__ uint32_t kmajor_step(int kk, int rows)
 template <bool BF16, int D, int BN>
 static __device__ __forceinline__ void issue_qk(float *s, uint32_t q_tile, uint32_t k_tile)
 {
+    const uint64_t qd = wgmma_desc_sw128(q_tile, 16, 1024), kd = wgmma_desc_sw128(k_tile, 16, 1024);
     fence_accum<BN / 2>(s);
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-        uint64_t da = wgmma_desc_sw128(q_tile + kmajor_step(kk, HOPPER_WG_ROWS), 16, 1024);
-        uint64_t db = wgmma_desc_sw128(k_tile + kmajor_step(kk, BN), 16, 1024);
-        wgmma_ss<BF16, BN>(s, da, db, kk > 0);
-    }
+    for (int kk = 0; kk < D / 16; ++kk)
+        wgmma_ss<BF16, BN>(s, wgmma_desc_advance(qd, kmajor_step(kk, HOPPER_WG_ROWS)),
+                           wgmma_desc_advance(kd, kmajor_step(kk, BN)), kk > 0);
     wgmma_commit();
     fence_accum<BN / 2>(s);
 }
@@ -83,13 +82,11 @@ static __device__ __forceinline__ void issue_qk(float *s, uint32_t q_tile, uint3
 template <bool BF16, int D, int BN>
 static __device__ __forceinline__ void issue_pv(float *o, const uint32_t *p, uint32_t v_tile)
 {
+    const uint64_t vd = wgmma_desc_sw128(v_tile, BN * HOPPER_ROW_BYTES, 1024);
     fence_accum<D / 2>(o);
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < BN / 16; ++kk) {
-        uint64_t db = wgmma_desc_sw128(v_tile + kk * 2048, BN * HOPPER_ROW_BYTES, 1024);
-        wgmma_rs<BF16, D>(o, p + 4 * kk, db, 1);
-    }
+    for (int kk = 0; kk < BN / 16; ++kk) wgmma_rs<BF16, D>(o, p + 4 * kk, wgmma_desc_advance(vd, kk * 2048), 1);
     wgmma_commit();
     fence_accum<D / 2>(o);
 }

@@ -168,6 +168,15 @@ static __device__ __forceinline__ uint64_t wgmma_desc_sw128(uint32_t addr, uint3
            ((uint64_t)((sbo & 0x3FFFF) >> 4) << 32) | (1ull << 62);
 }
 
+/* The same descriptor moved `bytes` further on. The start address sits in the low 14 bits and a
+ * move stays inside one tile, so only the low word changes: one integer add per wgmma instead
+ * of rebuilding the descriptor (which costs four, and in the loops of d256 tipped the consumer
+ * warps into being issue-bound). */
+static __device__ __forceinline__ uint64_t wgmma_desc_advance(uint64_t desc, uint32_t bytes)
+{
+    return (desc & 0xFFFFFFFF00000000ull) | (uint32_t)((uint32_t)desc + (bytes >> 4));
+}
+
 /* ---- math ---- */
 
 static __device__ __forceinline__ float ex2_approx(float x)

@@ -15,7 +15,7 @@ typedef struct hopper_tile {
     int head;     /* query head */
     int head_kv;  /* key/value head (GQA: head / group) */
     int batch;
-    int n_blocks; /* key blocks to visit, from block 0 */
+    int n_blocks; /* key blocks to visit, from block 0; at least 1 */
 } hopper_tile;
 
 /* The CTA's tile of round k, or 0 when it has no more. */
@@ -41,9 +41,12 @@ static __device__ __forceinline__ int tile_of_round(const hopper_args *a, int k,
     const int n_total = (a->seqlen_kv + BN - 1) / BN;
     t->n_blocks = n_total;
     if (CAUSAL) {
-        /* bottom-right alignment: row i sees keys up to i + seqlen_kv - seqlen_q */
+        /* Bottom-right alignment: row i sees keys up to i + seqlen_kv - seqlen_q. A tile whose rows
+         * see no key at all (seqlen_q > seqlen_kv) still visits block 0, fully masked, which leaves
+         * its rows at zero: every tile then has a first block, so the consumer's pipeline has one
+         * shape and no branch around its matrix products. */
         int last_key = t->m0 + M - 1 + a->seqlen_kv - a->seqlen_q;
-        t->n_blocks = last_key < 0 ? 0 : min(n_total, last_key / BN + 1);
+        t->n_blocks = last_key < 0 ? 1 : min(n_total, last_key / BN + 1);
     }
     return 1;
 }
