@@ -205,12 +205,11 @@ def bench_shape(s, args, stream):
         ref = results["flash"](0)
         torch.cuda.synchronize()
         row["rel_err_vs_flash"] = ((o.float() - ref.float()).norm() / ref.float().norm()).item()
-    for key in ("cudnn", "flash"):
-        if row.get(f"{key}_ms") and not math.isnan(row[f"{key}_ms"]) and not math.isnan(row["fattn_ms"]):
-            row[f"ratio_{key}"] = row[f"{key}_ms"] / row["fattn_ms"]
-        for name in args.variant_libs:
-            if not math.isnan(row.get(f"{key}_ms", math.nan)) and not math.isnan(row[f"{name}_ms"]):
-                row[f"ratio_{name}_{key}"] = row[f"{key}_ms"] / row[f"{name}_ms"]
+    # fattn's ratios are ratio_cudnn / ratio_flash; a variant's carry its name: ratio_v5_cudnn.
+    for impl, prefix in [("fattn", "")] + [(name, name + "_") for name in args.variant_libs]:
+        for key in ("cudnn", "flash"):
+            if not math.isnan(row[f"{key}_ms"]) and not math.isnan(row[f"{impl}_ms"]):
+                row[f"ratio_{prefix}{key}"] = row[f"{key}_ms"] / row[f"{impl}_ms"]
     del sets, params, ws
     torch.cuda.empty_cache()
     return row

@@ -52,4 +52,31 @@ typedef struct hopper_args {
 #define HOPPER_SMEM_BYTES(D, NWG, BN, S)                                                               \
     (HOPPER_BAR_OFF(D, NWG, BN, S) + 8 * (2 * HOPPER_Q_BUFS(D) * (NWG) + 4 * (S)) + 1024)
 
+/* The layout above as shared-memory addresses, for the producer, the consumers and the barriers'
+ * initialisation alike. Each mbarrier takes 8 bytes; q_full/q_empty slot b * NWG + w belongs to Q
+ * buffer b of consumer w. */
+typedef struct hopper_smem {
+    uint32_t base; /* the aligned base, HOPPER_Q_OFF and the others are relative to it */
+    uint32_t q_full, q_empty, k_full, k_empty, v_full, v_empty;
+    uint32_t q_tiles, k_tiles, v_tiles, o_tiles; /* o_tiles: the Q tiles when O has none of its own */
+} hopper_smem;
+
+template <int D, int NWG, int BN, int STAGES>
+static __device__ __forceinline__ hopper_smem hopper_smem_map(uint32_t base)
+{
+    hopper_smem m;
+    m.base = base;
+    m.q_full = base + HOPPER_BAR_OFF(D, NWG, BN, STAGES);
+    m.q_empty = m.q_full + 8 * HOPPER_Q_BUFS(D) * NWG;
+    m.k_full = m.q_empty + 8 * HOPPER_Q_BUFS(D) * NWG;
+    m.k_empty = m.k_full + 8 * STAGES;
+    m.v_full = m.k_empty + 8 * STAGES;
+    m.v_empty = m.v_full + 8 * STAGES;
+    m.q_tiles = base + HOPPER_Q_OFF;
+    m.k_tiles = base + HOPPER_K_OFF(D, NWG);
+    m.v_tiles = base + HOPPER_V_OFF(D, NWG, BN, STAGES);
+    m.o_tiles = base + (HOPPER_O_SEPARATE(D) ? HOPPER_O_OFF(D, NWG, BN, STAGES) : HOPPER_Q_OFF);
+    return m;
+}
+
 #endif

@@ -39,12 +39,6 @@ static __device__ __forceinline__ void turn_pass(int to)
     named_bar_arrive(HOPPER_TURN_BAR + to, 256);
 }
 
-/* The mbarrier arrays and shared-memory tiles of the consumers. */
-typedef struct consumer_smem {
-    uint32_t q_full, q_empty, k_full, k_empty, v_full, v_empty;
-    uint32_t q_base, k_base, v_base, o_tile;
-} consumer_smem;
-
 /* The consumer's state between key blocks: O accumulator, running max and sum, the rescale factors
  * still owed to O, the scores S (or the probabilities P, packed for P V). */
 #define CONSUMER_STATE float *o, float *m, float *l, float *alpha, float *s, uint32_t *p
@@ -75,7 +69,7 @@ static __device__ __forceinline__ int tile_limits(const hopper_args *a, const ho
  * goes back to the producer (and Q after the tile's last Q K^T, when O has its own tile), then S_j
  * is masked and folded into the running softmax. */
 template <int D, int BN, int STAGES>
-static __device__ __forceinline__ void scores_done(const hopper_args *a, const consumer_smem *c, int tid, int it,
+static __device__ __forceinline__ void scores_done(const hopper_args *a, const hopper_smem *c, int tid, int it,
                                                    int j, int n, int slot, int first_masked, const int *last,
                                                    float *s, float *m, float *l, float *alpha)
 {
@@ -100,7 +94,7 @@ static __device__ __forceinline__ void reset_rows(float *o, float *m, float *l)
 /* The CTA's tile k starts with S_0 issued in a turn of its own (the CTA's first tile, and every
  * tile when Q has a single buffer): nothing else is ready to overlap it with. */
 template <bool BF16, int D, int NWG, int BN, int STAGES, bool CAUSAL>
-static __device__ __forceinline__ void start_tile(const hopper_args *a, const consumer_smem *c, const hopper_tile *t,
+static __device__ __forceinline__ void start_tile(const hopper_args *a, const hopper_smem *c, const hopper_tile *t,
                                                   int k, int it, int wg, int tid, CONSUMER_STATE)
 {
     int last[2];
@@ -110,7 +104,8 @@ static __device__ __forceinline__ void start_tile(const hopper_args *a, const co
     mbar_wait(c->q_full + 8 * slot, (k / HOPPER_Q_BUFS(D)) & 1);
     turn_wait(wg);
     mbar_wait(c->k_full + 8 * st, (it / STAGES) & 1);
-    issue_qk<BF16, D, BN>(s, c->q_base + slot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D), c->k_base + st * HOPPER_TILE_BYTES(BN, D));
+    issue_qk<BF16, D, BN>(s, c->q_tiles + slot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D),
+                          c->k_tiles + st * HOPPER_TILE_BYTES(BN, D));
     turn_pass((wg + 1) % NWG);
     wgmma_wait<0>();
     scores_done<D, BN, STAGES>(a, c, tid, it, 0, t->n_blocks, slot, first_masked, last, s, m, l, alpha);
@@ -120,21 +115,21 @@ static __device__ __forceinline__ void start_tile(const hopper_args *a, const co
 /* Key blocks 1..n-1 of the tile: each turn issues S_j together with P_{j-1} V_{j-1}, and the
  * softmax of S_j runs while P V is still on the tensor cores. */
 template <bool BF16, int D, int NWG, int BN, int STAGES, bool CAUSAL>
-static __device__ __forceinline__ void middle_blocks(const hopper_args *a, const consumer_smem *c, const hopper_tile *t,
+static __device__ __forceinline__ void middle_blocks(const hopper_args *a, const hopper_smem *c, const hopper_tile *t,
                                                      int k, int it, int wg, int tid, CONSUMER_STATE)
 {
     int last[2];
     const int n = t->n_blocks, slot = q_slot<D, NWG>(k, wg);
     const int first_masked = tile_limits<BN, CAUSAL>(a, t, wg, tid, last);
-    const uint32_t q_tile = c->q_base + slot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D);
+    const uint32_t q_tile = c->q_tiles + slot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D);
     for (int j = 1; j < n; ++j) {
         const int jt = it + j, st = jt % STAGES, pst = (jt - 1) % STAGES;
         turn_wait(wg);
         mbar_wait(c->k_full + 8 * st, (jt / STAGES) & 1);
-        issue_qk<BF16, D, BN>(s, q_tile, c->k_base + st * HOPPER_TILE_BYTES(BN, D));
+        issue_qk<BF16, D, BN>(s, q_tile, c->k_tiles + st * HOPPER_TILE_BYTES(BN, D));
         rescale_rows<D>(o, alpha);
         mbar_wait(c->v_full + 8 * pst, ((jt - 1) / STAGES) & 1);
-        issue_pv<BF16, D, BN>(o, p, c->v_base + pst * HOPPER_TILE_BYTES(BN, D));
+        issue_pv<BF16, D, BN>(o, p, c->v_tiles + pst * HOPPER_TILE_BYTES(BN, D));
         turn_pass((wg + 1) % NWG);
         wgmma_wait<1>();
         scores_done<D, BN, STAGES>(a, c, tid, jt, j, n, slot, first_masked, last, s, m, l, alpha);
@@ -149,27 +144,28 @@ static __device__ __forceinline__ void middle_blocks(const hopper_args *a, const
 /* The tile's last P V, issued outside the turns (nothing is left to pair it with), then the
  * epilogue. */
 template <bool BF16, int D, int NWG, int BN, int STAGES>
-static __device__ __forceinline__ void finish_tile(const hopper_args *a, const consumer_smem *c, uint8_t *smem,
+static __device__ __forceinline__ void finish_tile(const hopper_args *a, const hopper_smem *c, uint8_t *smem,
                                                    const hopper_tile *t, int k, int it, int wg, int tid,
                                                    CONSUMER_STATE)
 {
     const int lt = it + t->n_blocks - 1, lst = lt % STAGES;
     rescale_rows<D>(o, alpha);
     mbar_wait(c->v_full + 8 * lst, (lt / STAGES) & 1);
-    issue_pv<BF16, D, BN>(o, p, c->v_base + lst * HOPPER_TILE_BYTES(BN, D));
+    issue_pv<BF16, D, BN>(o, p, c->v_tiles + lst * HOPPER_TILE_BYTES(BN, D));
     wgmma_wait<0>();
     fence_accum<D / 2>(o);
     fence_regs<BN / 4>(p);
     if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * lst);
-    write_output<BF16, D, HOPPER_O_SEPARATE(D)>(a, t, wg, tid, o, m, l, smem + (c->o_tile - c->q_base),
-                                                c->o_tile, c->q_empty + 8 * q_slot<D, NWG>(k, wg));
+    const uint32_t o_tile = c->o_tiles + wg * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D);
+    write_output<BF16, D, HOPPER_O_SEPARATE(D)>(a, t, wg, tid, o, m, l, smem + (o_tile - c->base), o_tile,
+                                                c->q_empty + 8 * q_slot<D, NWG>(k, wg));
 }
 
 /* The tile's last P V and the next tile's S_0 in one turn (possible when the next Q has a buffer
  * of its own); the epilogue then runs while S_0 is on the tensor cores, so after the CTA's first
  * tile no turn issues a product alone. */
 template <bool BF16, int D, int NWG, int BN, int STAGES, bool CAUSAL>
-static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const consumer_smem *c, uint8_t *smem,
+static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const hopper_smem *c, uint8_t *smem,
                                                    const hopper_tile *t, const hopper_tile *next, int k, int it,
                                                    int wg, int tid, CONSUMER_STATE)
 {
@@ -179,17 +175,18 @@ static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const c
     rescale_rows<D>(o, alpha);
     turn_wait(wg);
     mbar_wait(c->v_full + 8 * lst, (lt / STAGES) & 1);
-    issue_pv<BF16, D, BN>(o, p, c->v_base + lst * HOPPER_TILE_BYTES(BN, D));
+    issue_pv<BF16, D, BN>(o, p, c->v_tiles + lst * HOPPER_TILE_BYTES(BN, D));
     mbar_wait(c->q_full + 8 * nslot, ((k + 1) / HOPPER_Q_BUFS(D)) & 1);
     mbar_wait(c->k_full + 8 * nst, (nit / STAGES) & 1);
-    issue_qk<BF16, D, BN>(s, c->q_base + nslot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D),
-                          c->k_base + nst * HOPPER_TILE_BYTES(BN, D));
+    issue_qk<BF16, D, BN>(s, c->q_tiles + nslot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D),
+                          c->k_tiles + nst * HOPPER_TILE_BYTES(BN, D));
     turn_pass((wg + 1) % NWG);
     wgmma_wait<1>();
     fence_accum<D / 2>(o);
     fence_regs<BN / 4>(p);
     if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * lst);
-    write_output<BF16, D, true>(a, t, wg, tid, o, m, l, smem + (c->o_tile - c->q_base), c->o_tile,
+    const uint32_t o_tile = c->o_tiles + wg * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D);
+    write_output<BF16, D, true>(a, t, wg, tid, o, m, l, smem + (o_tile - c->base), o_tile,
                                 c->q_empty + 8 * q_slot<D, NWG>(k, wg));
     reset_rows<D>(o, m, l);
     const int first_masked = tile_limits<BN, CAUSAL>(a, next, wg, tid, last);
@@ -205,44 +202,31 @@ static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const c
  * vector registers and ran 5-15% slower). */
 template <bool BF16, int D, int NWG, int BN, int STAGES, bool CAUSAL>
 static __device__ __forceinline__ void consume(const hopper_args *a, int wg, int tid, uint8_t *smem,
-                                               uint32_t smem_addr, uint32_t bars)
+                                               const hopper_smem *c)
 {
     constexpr int QB = HOPPER_Q_BUFS(D);
-    consumer_smem c;
-    c.q_full = bars;
-    c.q_empty = c.q_full + 8 * QB * NWG;
-    c.k_full = c.q_empty + 8 * QB * NWG;
-    c.k_empty = c.k_full + 8 * STAGES;
-    c.v_full = c.k_empty + 8 * STAGES;
-    c.v_empty = c.v_full + 8 * STAGES;
-    c.q_base = smem_addr + HOPPER_Q_OFF;
-    c.k_base = smem_addr + HOPPER_K_OFF(D, NWG);
-    c.v_base = smem_addr + HOPPER_V_OFF(D, NWG, BN, STAGES);
-    c.o_tile = smem_addr + (HOPPER_O_SEPARATE(D) ? HOPPER_O_OFF(D, NWG, BN, STAGES) : HOPPER_Q_OFF) +
-               wg * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D);
-
     float o[D / 2], m[2], l[2], alpha[2], s[BN / 2];
     uint32_t p[BN / 4];
     hopper_tile t, next;
     if (wg == NWG - 1) turn_pass(0); /* warpgroup 0 issues first */
     if (tile_of_round<NWG * HOPPER_WG_ROWS, BN, CAUSAL>(a, 0, &t)) {
         int it = 0, k = 0; /* stage-ring position of the tile's key block 0; the tile's round */
-        start_tile<BF16, D, NWG, BN, STAGES, CAUSAL>(a, &c, &t, 0, it, wg, tid, CONSUMER_STATE_ARGS);
+        start_tile<BF16, D, NWG, BN, STAGES, CAUSAL>(a, c, &t, 0, it, wg, tid, CONSUMER_STATE_ARGS);
         for (;; ++k) {
-            middle_blocks<BF16, D, NWG, BN, STAGES, CAUSAL>(a, &c, &t, k, it, wg, tid, CONSUMER_STATE_ARGS);
+            middle_blocks<BF16, D, NWG, BN, STAGES, CAUSAL>(a, c, &t, k, it, wg, tid, CONSUMER_STATE_ARGS);
             if (!tile_of_round<NWG * HOPPER_WG_ROWS, BN, CAUSAL>(a, k + 1, &next)) break;
             if constexpr (QB == 2) {
-                chain_tiles<BF16, D, NWG, BN, STAGES, CAUSAL>(a, &c, smem, &t, &next, k, it, wg, tid,
+                chain_tiles<BF16, D, NWG, BN, STAGES, CAUSAL>(a, c, smem, &t, &next, k, it, wg, tid,
                                                               CONSUMER_STATE_ARGS);
             } else {
-                finish_tile<BF16, D, NWG, BN, STAGES>(a, &c, smem, &t, k, it, wg, tid, CONSUMER_STATE_ARGS);
-                start_tile<BF16, D, NWG, BN, STAGES, CAUSAL>(a, &c, &next, k + 1, it + t.n_blocks, wg, tid,
+                finish_tile<BF16, D, NWG, BN, STAGES>(a, c, smem, &t, k, it, wg, tid, CONSUMER_STATE_ARGS);
+                start_tile<BF16, D, NWG, BN, STAGES, CAUSAL>(a, c, &next, k + 1, it + t.n_blocks, wg, tid,
                                                              CONSUMER_STATE_ARGS);
             }
             it += t.n_blocks;
             t = next;
         }
-        finish_tile<BF16, D, NWG, BN, STAGES>(a, &c, smem, &t, k, it, wg, tid, CONSUMER_STATE_ARGS);
+        finish_tile<BF16, D, NWG, BN, STAGES>(a, c, smem, &t, k, it, wg, tid, CONSUMER_STATE_ARGS);
     }
     if (wg == 0) turn_wait(0);
     if (tid == 0) tma_store_wait_all();
@@ -254,22 +238,20 @@ __global__ void __launch_bounds__((NWG + 1) * 128, 1) hopper_fwd_kernel(const __
 #if FATTN_HOPPER_ARCH
     extern __shared__ uint8_t smem_raw[];
     uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
-    const uint32_t smem_addr = smem_u32(smem);
-    const uint32_t bars = smem_addr + HOPPER_BAR_OFF(D, NWG, BN, STAGES);
+    const hopper_smem sm = hopper_smem_map<D, NWG, BN, STAGES>(smem_u32(smem));
     const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
 
     if (threadIdx.x == 0) {
-        constexpr int NQ = HOPPER_Q_BUFS(D) * NWG;
-        for (int w = 0; w < NQ; ++w) {
-            mbar_init(bars + 8 * w, 1); /* q_full */
-            /* q_empty: every warp of the consumer after its last Q K^T, or the epilogue's store */
-            mbar_init(bars + 8 * (NQ + w), HOPPER_O_SEPARATE(D) ? 4 : 1);
+        for (int w = 0; w < HOPPER_Q_BUFS(D) * NWG; ++w) {
+            mbar_init(sm.q_full + 8 * w, 1); /* the producer's expect_tx */
+            /* every warp of the consumer after its last Q K^T, or the epilogue's store */
+            mbar_init(sm.q_empty + 8 * w, HOPPER_O_SEPARATE(D) ? 4 : 1);
         }
         for (int s = 0; s < STAGES; ++s) {
-            mbar_init(bars + 8 * (2 * NQ + s), 1);               /* k_full: the producer's expect_tx */
-            mbar_init(bars + 8 * (2 * NQ + STAGES + s), 4 * NWG); /* k_empty: every consumer warp */
-            mbar_init(bars + 8 * (2 * NQ + 2 * STAGES + s), 1);
-            mbar_init(bars + 8 * (2 * NQ + 3 * STAGES + s), 4 * NWG);
+            mbar_init(sm.k_full + 8 * s, 1);
+            mbar_init(sm.k_empty + 8 * s, 4 * NWG); /* every consumer warp */
+            mbar_init(sm.v_full + 8 * s, 1);
+            mbar_init(sm.v_empty + 8 * s, 4 * NWG);
         }
         mbar_fence_init();
     }
@@ -281,11 +263,11 @@ __global__ void __launch_bounds__((NWG + 1) * 128, 1) hopper_fwd_kernel(const __
             tma_prefetch_map(&args.q);
             tma_prefetch_map(&args.k);
             tma_prefetch_map(&args.v);
-            produce<D, NWG, BN, STAGES, CAUSAL>(&args, smem_addr, bars);
+            produce<D, NWG, BN, STAGES, CAUSAL>(&args, &sm);
         }
     } else {
         regs_increase<HOPPER_CONSUMER_REGS(NWG)>();
-        consume<BF16, D, NWG, BN, STAGES, CAUSAL>(&args, wg - 1, tid, smem, smem_addr, bars);
+        consume<BF16, D, NWG, BN, STAGES, CAUSAL>(&args, wg - 1, tid, smem, &sm);
     }
 #endif
 }

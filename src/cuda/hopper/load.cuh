@@ -24,16 +24,15 @@ static __device__ __forceinline__ void load_tile(uint32_t dst, const CUtensorMap
  * warpgroup has released that buffer: after its last Q K^T, or, when O is staged in the Q tile,
  * after the store of O has read it. */
 template <int D, int NWG>
-static __device__ __forceinline__ void load_q(const hopper_args *a, const hopper_tile *t, uint32_t smem,
-                                              uint32_t q_full, uint32_t q_empty, int k)
+static __device__ __forceinline__ void load_q(const hopper_args *a, const hopper_tile *t, const hopper_smem *sm, int k)
 {
     constexpr int B = HOPPER_Q_BUFS(D);
 #pragma unroll
     for (int w = 0; w < NWG; ++w) {
         const int slot = (k % B) * NWG + w;
-        mbar_wait(q_empty + 8 * slot, ((k / B) & 1) ^ 1);
-        load_tile<D, HOPPER_WG_ROWS>(smem + HOPPER_Q_OFF + slot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D), &a->q,
-                                     q_full + 8 * slot, t->m0 + w * HOPPER_WG_ROWS, t->head, t->batch);
+        mbar_wait(sm->q_empty + 8 * slot, ((k / B) & 1) ^ 1);
+        load_tile<D, HOPPER_WG_ROWS>(sm->q_tiles + slot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D), &a->q,
+                                     sm->q_full + 8 * slot, t->m0 + w * HOPPER_WG_ROWS, t->head, t->batch);
     }
 }
 
@@ -42,26 +41,23 @@ static __device__ __forceinline__ void load_q(const hopper_args *a, const hopper
  * tile's Q goes first (its buffer was released a whole tile ago); with one, Q waits for the
  * previous epilogue, so K_0 is issued before it. */
 template <int D, int NWG, int BN, int STAGES, bool CAUSAL>
-static __device__ __forceinline__ void produce(const hopper_args *a, uint32_t smem, uint32_t bars)
+static __device__ __forceinline__ void produce(const hopper_args *a, const hopper_smem *sm)
 {
     constexpr int QB = HOPPER_Q_BUFS(D);
-    const uint32_t q_full = bars, q_empty = bars + 8 * QB * NWG, k_full = q_empty + 8 * QB * NWG;
-    const uint32_t k_empty = k_full + 8 * STAGES, v_full = k_empty + 8 * STAGES, v_empty = v_full + 8 * STAGES;
-    const uint32_t k_base = smem + HOPPER_K_OFF(D, NWG), v_base = smem + HOPPER_V_OFF(D, NWG, BN, STAGES);
     int it = 0;
     hopper_tile t;
     for (int k = 0; tile_of_round<NWG * HOPPER_WG_ROWS, BN, CAUSAL>(a, k, &t); ++k) {
-        if (QB == 2) load_q<D, NWG>(a, &t, smem, q_full, q_empty, k);
+        if (QB == 2) load_q<D, NWG>(a, &t, sm, k);
         for (int j = 0; j < t.n_blocks; ++j, ++it) {
             const int s = it % STAGES;
             const uint32_t empty_parity = ((it / STAGES) & 1) ^ 1; /* a fresh barrier counts as released */
-            mbar_wait(k_empty + 8 * s, empty_parity);
-            load_tile<D, BN>(k_base + s * HOPPER_TILE_BYTES(BN, D), &a->k, k_full + 8 * s, j * BN, t.head_kv,
-                             t.batch);
-            if (QB == 1 && j == 0) load_q<D, NWG>(a, &t, smem, q_full, q_empty, k);
-            mbar_wait(v_empty + 8 * s, empty_parity);
-            load_tile<D, BN>(v_base + s * HOPPER_TILE_BYTES(BN, D), &a->v, v_full + 8 * s, j * BN, t.head_kv,
-                             t.batch);
+            mbar_wait(sm->k_empty + 8 * s, empty_parity);
+            load_tile<D, BN>(sm->k_tiles + s * HOPPER_TILE_BYTES(BN, D), &a->k, sm->k_full + 8 * s, j * BN,
+                             t.head_kv, t.batch);
+            if (QB == 1 && j == 0) load_q<D, NWG>(a, &t, sm, k);
+            mbar_wait(sm->v_empty + 8 * s, empty_parity);
+            load_tile<D, BN>(sm->v_tiles + s * HOPPER_TILE_BYTES(BN, D), &a->v, sm->v_full + 8 * s, j * BN,
+                             t.head_kv, t.batch);
         }
     }
 }
