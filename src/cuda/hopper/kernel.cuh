@@ -120,6 +120,8 @@ static __device__ __forceinline__ void middle_blocks(const hopper_args *a, const
 {
     int last[2];
     const int n = t->n_blocks, slot = q_slot<D, NWG>(k, wg);
+    /* recomputed rather than carried over from the tile's S_0: a few integer operations per tile
+     * against three registers held through the previous tile's epilogue */
     const int first_masked = tile_limits<BN, CAUSAL>(a, t, wg, tid, last);
     const uint32_t q_tile = c->q_tiles + slot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D);
     for (int j = 1; j < n; ++j) {
