@@ -136,9 +136,9 @@ fattn_status fattn_plugin_config_validate(const fattn_plugin_config *config,
     if (config->causal != 0 && config->causal != 1)
         return plugin_fail(err, FATTN_ERR_INVALID_ARGUMENT, "causal (%d) must be 0 or 1",
                            (int)config->causal);
-    if (!isfinite(config->scale) || config->scale < 0.0f)
+    if (!isfinite(config->scale))
         return plugin_fail(err, FATTN_ERR_INVALID_ARGUMENT,
-                           "scale (%g) must be finite and >= 0 (0 selects 1/sqrt(head_dim))",
+                           "scale (%g) must be finite (0 selects 1/sqrt(head_dim))",
                            (double)config->scale);
     if (config->layout != FATTN_PLUGIN_LAYOUT_BSHD && config->layout != FATTN_PLUGIN_LAYOUT_BHSD)
         return plugin_fail(err, FATTN_ERR_INVALID_ARGUMENT,

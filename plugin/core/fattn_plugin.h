@@ -134,7 +134,7 @@ FATTN_PLUGIN_API size_t fattn_plugin_schema_json(char *buffer, size_t size);
 /* mode 0, causal 0, scale 0, layout BSHD. */
 FATTN_PLUGIN_API void fattn_plugin_config_default(fattn_plugin_config *config);
 
-/* Checks each value's domain (mode 0/1, causal 0/1, finite scale >= 0, layout 0/1). */
+/* Checks each value's domain (mode 0/1, causal 0/1, any finite scale (libfattn's rule), layout 0/1). */
 FATTN_PLUGIN_API fattn_status fattn_plugin_config_validate(const fattn_plugin_config *config,
                                                            fattn_plugin_error *err);
 

@@ -112,6 +112,11 @@ static void test_fields(void)
                                  int_field("mode", &zero)};
     CHECK(fattn_plugin_config_from_fields(all, 4, &c, &err) == FATTN_OK);
     CHECK(c.layout == 1 && c.causal == 1 && c.scale == 0.125f && c.mode == 0);
+    /* libfattn's rule: any finite scale, negative ones included (0 selects 1/sqrt(D)). */
+    float negative = -0.75f;
+    fattn_plugin_field neg_scale = {"scale", &negative, FATTN_PLUGIN_FIELD_FLOAT32, 1};
+    CHECK(fattn_plugin_config_from_fields(&neg_scale, 1, &c, &err) == FATTN_OK &&
+          c.scale == -0.75f);
 
     /* Unaligned data: TensorRT promises no alignment. */
     unsigned char raw[8] = {0};
@@ -158,8 +163,8 @@ static void test_fields(void)
     f = int_field("layout", &two);
     CHECK_ERR(fattn_plugin_config_from_fields(&f, 1, &c, &err), FATTN_ERR_INVALID_ARGUMENT, err,
               "layout (2) must be 0 (BSHD) or 1 (BHSD)");
-    const float bad_scales[] = {-0.5f, NAN, INFINITY};
-    const char *bad_text[] = {"scale (-0.5)", "scale (nan)", "scale (inf)"};
+    const float bad_scales[] = {-INFINITY, NAN, INFINITY};
+    const char *bad_text[] = {"scale (-inf) must be finite", "scale (nan)", "scale (inf)"};
     for (int i = 0; i < 3; ++i) {
         f = (fattn_plugin_field){"scale", &bad_scales[i], FATTN_PLUGIN_FIELD_FLOAT32, 1};
         CHECK_ERR(fattn_plugin_config_from_fields(&f, 1, &c, &err), FATTN_ERR_INVALID_ARGUMENT,

@@ -11,10 +11,12 @@ Three routes produce that node:
   ``torch.onnx.ops.symbolic``; nothing needs registering.
 * ``torch.ops.attn.custom_attn`` or ``torch.ops.attn.flash_attn`` called directly, under the
   dynamo exporter: :func:`export_onnx` rewrites them with :func:`decompositions` first.
-* Either, under the legacy TorchScript exporter (``dynamo=False``): importing fattn registers a
-  symbolic function for ``attn::custom_attn``.
+* Either, under the legacy TorchScript exporter (``dynamo=False``): importing fattn registers
+  symbolic functions for ``attn::custom_attn`` and ``attn::flash_attn``.
 """
 import torch
+
+from . import ops
 
 DOMAIN = "attn"
 PLUGIN_NAME = "CustomAttnPlugin"
@@ -24,20 +26,24 @@ PLUGIN_NAMESPACE = ""
 OPSET_VERSION = 1
 
 
-def node_attributes(mode, causal=False, scale=None):
-    """The node's attributes, as the plugin's creator reads them. The creator's optional fields
-    causal and scale appear only when they differ from their defaults, so the plain operator's
-    node carries mode alone."""
-    attrs = {"mode": int(mode), "plugin_version": PLUGIN_VERSION,
+def node_attributes(mode, causal=False, scale=0.0):
+    """The node's attributes, as the plugin's creator reads them, after the op's own checks
+    (fattn.ops: the same rules as libfattn's and the plugin's). The creator's optional fields
+    causal and scale appear only when they differ from their defaults (False; 0, which the
+    plugin reads as 1/sqrt(head_dim)), so the plain operator's node carries mode alone."""
+    ops.check_mode(mode)
+    ops.check_causal(causal)
+    scale = ops.check_scale(scale)
+    attrs = {"mode": mode, "plugin_version": PLUGIN_VERSION,
              "plugin_namespace": PLUGIN_NAMESPACE}
     if causal:
         attrs["causal"] = 1
-    if scale is not None:
-        attrs["scale"] = float(scale)
+    if scale != 0.0:
+        attrs["scale"] = scale
     return attrs
 
 
-def symbolic_node(q, k, v, mode, causal=False, scale=None):
+def symbolic_node(q, k, v, mode, causal=False, scale=0.0):
     """Emits the plugin node into the graph the dynamo exporter is tracing."""
     out = torch.onnx.ops.symbolic(f"{DOMAIN}::{PLUGIN_NAME}", (q, k, v),
                                   node_attributes(mode, causal, scale), dtype=q.dtype,
@@ -56,7 +62,7 @@ def is_dynamo_export():
 def _flash_attn_node(q, k, v, mode, scale, causal, return_lse):
     if return_lse:
         raise RuntimeError(f"{PLUGIN_NAME} has no log-sum-exp output: return_lse does not export")
-    return (symbolic_node(q, k, v, mode, causal, scale if scale != 0.0 else None),
+    return (symbolic_node(q, k, v, mode, causal, scale),
             q.new_empty((0,), dtype=torch.float32))
 
 
@@ -69,21 +75,40 @@ def decompositions():
     }
 
 
-def _legacy_symbolic(g, q, k, v, mode):
-    from torch.onnx import symbolic_helper
+_LEGACY_SUFFIX = {int: "i", float: "f", str: "s"}
 
-    mode = symbolic_helper._get_const(mode, "i", "mode")
-    attrs = {f"{key}_{'i' if isinstance(val, int) else 's'}": val
-             for key, val in node_attributes(mode).items()}
+
+def _legacy_node(g, q, k, v, mode, causal=False, scale=0.0):
+    attrs = {f"{key}_{_LEGACY_SUFFIX[type(val)]}": val
+             for key, val in node_attributes(mode, causal, scale).items()}
     return g.op(f"{DOMAIN}::{PLUGIN_NAME}", q, k, v, **attrs).setTypeAs(q)
 
 
+def _legacy_custom_attn(g, q, k, v, mode):
+    from torch.onnx import symbolic_helper
+
+    return _legacy_node(g, q, k, v, symbolic_helper._get_const(mode, "i", "mode"))
+
+
+def _legacy_flash_attn(g, q, k, v, mode, scale, causal, return_lse):
+    from torch.onnx import symbolic_helper
+
+    if symbolic_helper._get_const(return_lse, "b", "return_lse"):
+        raise RuntimeError(f"{PLUGIN_NAME} has no log-sum-exp output: return_lse does not export")
+    o = _legacy_node(g, q, k, v, symbolic_helper._get_const(mode, "i", "mode"),
+                     bool(symbolic_helper._get_const(causal, "b", "causal")),
+                     symbolic_helper._get_const(scale, "f", "scale"))
+    # The op's second output (an empty LSE) has no reader in an exported model.
+    return o, g.op("Constant", value_t=torch.empty((0,), dtype=torch.float32))
+
+
 def register_legacy_symbolic():
-    """Teaches the legacy exporter attn::custom_attn (from opset 1 on). A no-op on a torch
-    without the legacy exporter."""
+    """Teaches the legacy exporter attn::custom_attn and attn::flash_attn (from opset 1 on). A
+    no-op on a torch without the legacy exporter."""
     register = getattr(torch.onnx, "register_custom_op_symbolic", None)
     if register is not None:
-        register(f"{DOMAIN}::custom_attn", _legacy_symbolic, 1)
+        register(f"{DOMAIN}::custom_attn", _legacy_custom_attn, 1)
+        register(f"{DOMAIN}::flash_attn", _legacy_flash_attn, 1)
 
 
 def _name_axes(onnx_program, dynamic_shapes):

@@ -20,6 +20,8 @@ def custom_attn(q, k, v, mode=0):
     (with either exporter). Inputs are used in place when their head dim is contiguous; see
     fattn.ops for the cases that copy.
     """
+    # Checked here as well as in the op: the op's schema would turn mode=True into 1 unseen.
+    ops.check_mode(mode)
     if export.is_dynamo_export():
         return export.symbolic_node(q, k, v, mode)
     return torch.ops.attn.custom_attn(q, k, v, mode)
@@ -39,22 +41,19 @@ def flash_attn_func(q, k, v, softmax_scale=None, causal=False, *, window_size=(-
         raise ValueError(f"window_size {tuple(window_size)} is not supported (only (-1, -1))")
     if softcap != 0.0:
         raise ValueError(f"softcap ({softcap}) is not supported (only 0.0)")
-    if softmax_scale is not None and (softmax_scale == 0 or not math.isfinite(softmax_scale)):
-        raise ValueError(f"softmax_scale ({softmax_scale}) must be finite and non-zero")
+    # libfattn's rule (fattn.ops.check_scale): 0, like None, selects 1/sqrt(D). causal and mode
+    # are checked here, before the op's schema would turn causal=2 into True and mode=True into 1.
+    scale = 0.0 if softmax_scale is None else ops.check_scale(softmax_scale)
+    ops.check_causal(causal)
+    ops.check_mode(mode)
     if export.is_dynamo_export():
         if return_attn_probs:
             raise RuntimeError(f"{export.PLUGIN_NAME} has no log-sum-exp output: "
                                "return_attn_probs=True does not export")
-        return export.symbolic_node(q, k, v, mode, causal, softmax_scale)
-    if softmax_scale is None and not causal and not return_attn_probs:
+        return export.symbolic_node(q, k, v, mode, causal, scale)
+    if scale == 0.0 and not causal and not return_attn_probs:
         return custom_attn(q, k, v, mode)
-    if torch.onnx.is_in_onnx_export():
-        raise RuntimeError(
-            "the legacy exporter (dynamo=False) maps only flash_attn_func(q, k, v) with "
-            f"softmax_scale=None, causal=False; got softmax_scale={softmax_scale}, "
-            f"causal={causal}. Export with dynamo=True for the plugin's causal and scale fields")
-    out, lse = torch.ops.attn.flash_attn(q, k, v, mode, softmax_scale or 0.0, causal,
-                                         return_attn_probs)
+    out, lse = torch.ops.attn.flash_attn(q, k, v, mode, scale, causal, return_attn_probs)
     return (out, lse) if return_attn_probs else out
 
 

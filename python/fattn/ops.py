@@ -5,8 +5,8 @@ Two operators live in the `attn` namespace:
 * ``torch.ops.attn.custom_attn(q, k, v, mode)`` -- the TensorRT plugin's operator: non-causal,
   scale 1/sqrt(head_dim). It exports to the ONNX node ``attn::CustomAttnPlugin``.
 * ``torch.ops.attn.flash_attn(q, k, v, mode, scale, causal, return_lse)`` -- the general forward
-  behind :func:`fattn.flash_attn_func` and the SDPA redirection; it has no ONNX form because the
-  plugin has no scale or causal field.
+  behind :func:`fattn.flash_attn_func` and the SDPA redirection; it exports to the same node with
+  the plugin's ``causal`` and ``scale`` fields.
 
 Both take q [B, Sq, Hq, D] and k, v [B, Skv, Hkv, D] (BSHD, the plugin's layout 0) in fp32, fp16
 or bf16, return a fresh contiguous output of q's shape and dtype, and are forward-only.
@@ -17,6 +17,8 @@ qualify). A contiguous copy of the inputs is made only when (a) a tensor's last 
 strided, or (b) libfattn refuses the views as given (for instance an address the GPU kernel
 cannot load with its vector width) and accepts dense copies instead.
 """
+import math
+
 import torch
 
 from . import capi
@@ -27,6 +29,7 @@ _DTYPES = {
     torch.bfloat16: capi.DTYPE_BF16,
 }
 _MODES = (capi.MODE_NATIVE, capi.MODE_FP8)
+_FLOAT32_MAX = 3.4028234663852886e38
 
 
 def check_inputs(q, k, v, mode):
@@ -50,8 +53,32 @@ def check_inputs(q, k, v, mode):
         raise ValueError(f"k's batch ({k.shape[0]}) differs from q's ({q.shape[0]})")
     if k.shape[3] != q.shape[3]:
         raise ValueError(f"k's head_dim ({k.shape[3]}) differs from q's ({q.shape[3]})")
-    if mode not in _MODES:
-        raise ValueError(f"mode ({mode}) must be 0 (native precision) or 1 (FP8)")
+    check_mode(mode)
+
+
+def check_mode(mode):
+    """mode must be the int 0 (native precision) or 1 (FP8); a bool is refused rather than read
+    as 0/1, since it means a flag was passed in mode's place."""
+    if isinstance(mode, bool) or not isinstance(mode, int) or mode not in _MODES:
+        raise ValueError(f"mode ({mode!r}) must be the int 0 (native precision) or 1 (FP8)")
+
+
+def check_scale(scale):
+    """libfattn's one rule for the softmax scale, applied here so that the op, the exporters and
+    the plugin agree before anything runs: any finite number, negative included; 0 selects
+    1/sqrt(head_dim). Returns it as a float."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise ValueError(f"scale ({scale!r}) must be a finite float (0 selects 1/sqrt(head_dim))")
+    scale = float(scale)
+    # The value reaches libfattn and the ONNX node as a 32-bit float.
+    if not math.isfinite(scale) or abs(scale) > _FLOAT32_MAX:
+        raise ValueError(f"scale ({scale!r}) must be a finite float (0 selects 1/sqrt(head_dim))")
+    return scale
+
+
+def check_causal(causal):
+    if not isinstance(causal, bool):
+        raise ValueError(f"causal ({causal!r}) must be a bool")
 
 
 def _view(t):
@@ -109,6 +136,8 @@ def forward(q, k, v, mode=capi.MODE_NATIVE, scale=0.0, causal=False, return_lse=
     """Runs libfattn on q, k, v (BSHD). Returns (o, lse or None). Raises capi.FattnError when
     libfattn refuses the call (status FATTN_ERR_UNSUPPORTED for valid but unserved requests)."""
     check_inputs(q, k, v, mode)
+    scale = check_scale(scale)
+    check_causal(causal)
     if q.device.type not in ("cpu", "cuda"):
         raise ValueError(f"fattn runs on cpu and cuda tensors; got device {q.device}")
     if q.numel() == 0 or k.numel() == 0:
@@ -149,5 +178,7 @@ def flash_attn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mode: int, sca
 @flash_attn.register_fake
 def _flash_attn_fake(q, k, v, mode, scale, causal, return_lse):
     check_inputs(q, k, v, mode)
+    check_scale(scale)
+    check_causal(causal)
     lse_shape = (q.shape[0], q.shape[2], q.shape[1]) if return_lse else (0,)
     return q.new_empty(q.shape), q.new_empty(lse_shape, dtype=torch.float32)

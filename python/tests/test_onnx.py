@@ -163,13 +163,13 @@ def test_what_the_plugin_cannot_express_does_not_export():
     with pytest.raises(Exception, match="log-sum-exp|attn.flash_attn"):
         torch.onnx.export(Lse().eval(), (q,), dynamo=True)
 
-    class Causal(torch.nn.Module):
+    class LegacyLse(torch.nn.Module):
         def forward(self, q):
-            return fattn.flash_attn_func(q, q, q, causal=True)
+            return torch.ops.attn.flash_attn(q, q, q, 0, 0.5, True, True)[0]
 
-    with warnings.catch_warnings(), pytest.raises(Exception, match="legacy exporter"):
+    with warnings.catch_warnings(), pytest.raises(Exception, match="log-sum-exp"):
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(Causal().eval(), (q,), os.devnull, dynamo=False)
+        torch.onnx.export(LegacyLse().eval(), (q,), os.devnull, dynamo=False)
 
 
 def test_export_of_a_model_on_another_device():

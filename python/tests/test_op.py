@@ -43,7 +43,7 @@ def test_opcheck_flash_attn(gen, device):
     (lambda: (torch.randn(1, 3, 2, 8).double(), torch.randn(1, 5, 2, 8).double(),
               torch.randn(1, 5, 2, 8).double(), 0), r"q.dtype \(torch.float64\)"),
     (lambda: (torch.randn(1, 3, 2, 8), torch.randn(1, 5, 2, 8), torch.randn(1, 5, 2, 8), 2),
-     r"mode \(2\) must be 0"),
+     r"mode \(2\) must be the int 0"),
 ])
 def test_bad_arguments_name_the_field(make, message):
     args = make()
@@ -71,8 +71,26 @@ def test_flash_attn_func_rejects_what_it_cannot_do():
         fattn.flash_attn_func(q, q, q, window_size=(8, 0))
     with pytest.raises(ValueError, match="softcap"):
         fattn.flash_attn_func(q, q, q, softcap=30.0)
-    with pytest.raises(ValueError, match="softmax_scale"):
-        fattn.flash_attn_func(q, q, q, softmax_scale=0.0)
+    with pytest.raises(ValueError, match=r"scale \(nan\)"):
+        fattn.flash_attn_func(q, q, q, softmax_scale=float("nan"))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(causal=2), r"causal \(2\) must be a bool"),
+    (dict(causal=1), r"causal \(1\) must be a bool"),
+    (dict(mode=True), r"mode \(True\) must be the int 0"),
+    (dict(mode=0.0), r"mode \(0.0\) must be the int 0"),
+    (dict(mode=2), r"mode \(2\) must be the int 0"),
+    (dict(mode=-1), r"mode \(-1\) must be the int 0"),
+    (dict(softmax_scale="0.5"), r"scale \('0.5'\) must be a finite float"),
+])
+def test_flags_are_refused_by_name(kwargs, message):
+    q = torch.randn(1, 4, 2, 16)
+    with pytest.raises(ValueError, match=message):
+        fattn.flash_attn_func(q, q, q, **kwargs)
+    if set(kwargs) == {"mode"}:
+        with pytest.raises(ValueError, match=message):
+            fattn.custom_attn(q, q, q, **kwargs)
 
 
 def test_forward_only():

@@ -276,6 +276,18 @@ int fo_site_scale(const fo_site *s, double *scale)
     return 1;
 }
 
+/* The plugin takes libfattn's rule, any finite scale with 0 read as 1/sqrt(head_dim), so a graph
+ * whose scores are really multiplied by 0 (or by a non-finite or float-overflowing value) cannot
+ * be expressed by it. Returns non-zero (the site failed) for such a scale. */
+static int fo_unmappable_scale(fo_site *s, double scale)
+{
+    if (scale == 0)
+        return fo_site_fail(s, "the score scale is 0, which the plugin would read as 1/sqrt(head_dim)");
+    if (!isfinite(scale) || fabs(scale) > 3.4e38)
+        return fo_site_fail(s, "the score scale %g is not a finite float", scale);
+    return 0;
+}
+
 static void fo_find_output_transpose(const fo_graph *gi, fo_site *s)
 {
     s->has_out_t = 0;
@@ -403,10 +415,8 @@ static void fo_match_attention(const fo_graph *gi, size_t index, fo_site *s)
             return;
         }
     }
-    if (s->has_scale && !(s->scale > 0 && isfinite(s->scale))) {
-        fo_site_fail(s, "scale %g is not positive", s->scale);
+    if (s->has_scale && fo_unmappable_scale(s, s->scale))
         return;
-    }
     fo_walk(gi, n->input[0], id, 0, &s->q);
     fo_walk(gi, n->input[1], id, 0, &s->k);
     fo_walk(gi, n->input[2], id, 0, &s->v);
@@ -712,10 +722,8 @@ static void fo_match_decomposition(const fo_graph *gi, size_t index, fo_site *s)
     }
     if (fo_intermediate(gi, s, cur) != 0)
         return;
-    if (!(after > 0) || !(after * before > 0)) {
-        fo_site_fail(s, "the score scale is not positive (%g)", after * before);
+    if (fo_unmappable_scale(s, after * before))
         return;
-    }
     fo_walk(gi, p->input[0], id, 1, &s->q);
     fo_walk(gi, p->input[1], kt, 1, &s->k);
     fo_walk(gi, mm2->input[1], id, 0, &s->v);
@@ -738,10 +746,8 @@ static void fo_match_decomposition(const fo_graph *gi, size_t index, fo_site *s)
     fo_plan(s);
     double total;
     fo_site_scale(s, &total);
-    if (!(total > 0) || !isfinite(total)) {
-        fo_site_fail(s, "the total scale %g is not positive", total);
+    if (fo_unmappable_scale(s, total))
         return;
-    }
 }
 
 static int fo_is_plugin(const Onnx__NodeProto *n)

@@ -443,8 +443,8 @@ static int fo_normalize_plugin(const fo_model *m, Onnx__NodeProto *n, size_t ind
         if (!a)
             continue;
         double v;
-        if (fo_attr_real(a, &v) != 0 || !isfinite(v) || v < 0 || v > 3.4e38)
-            return fo_fail("%s: node %s: attribute %s (%s) is not a finite scale >= 0 (0 "
+        if (fo_attr_real(a, &v) != 0 || !isfinite(v) || fabs(v) > 3.4e38)
+            return fo_fail("%s: node %s: attribute %s (%s) is not a finite float scale (0 "
                            "selects 1/sqrt(head_dim))", m->path, label, scale_names[k],
                            fo_attr_str(a, was, sizeof was));
         if (k == 0 && a->type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT)
