@@ -39,4 +39,8 @@ void fattn_cpu_item_generic(const fattn_cpu_plan *plan, fattn_cpu_scratch *ws, i
 void fattn_cpu_item_avx2(const fattn_cpu_plan *plan, fattn_cpu_scratch *ws, int64_t item);
 void fattn_cpu_item_avx512(const fattn_cpu_plan *plan, fattn_cpu_scratch *ws, int64_t item);
 
+/* The variant fattn_cpu_forward runs in this process ("avx512", "avx2" or "generic"), with
+ * FATTN_CPU_ISA applied: lets a test that asks for a variant know whether it got it. */
+const char *fattn_cpu_kernel_name(void);
+
 #endif

@@ -103,6 +103,21 @@ static fattn_cpu_item_fn pick_kernel(void)
     return fattn_cpu_item_generic;
 }
 
+const char *fattn_cpu_kernel_name(void)
+{
+    fattn_cpu_item_fn fn = pick_kernel();
+#ifdef FATTN_CPU_HAVE_AVX512
+    if (fn == fattn_cpu_item_avx512)
+        return "avx512";
+#endif
+#ifdef FATTN_CPU_HAVE_AVX2
+    if (fn == fattn_cpu_item_avx2)
+        return "avx2";
+#endif
+    (void)fn;
+    return "generic";
+}
+
 /* CPUs this process may run on (its affinity mask, which containers and taskset narrow), else
  * the online count. */
 static int64_t usable_cpus(void)
