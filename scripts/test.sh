@@ -3,8 +3,11 @@
 #   1. install dependencies (scripts/install-deps.sh; FATTN_SKIP_DEPS=1 skips it);
 #   2. a sanitized build (ASan+UBSan, no CUDA) and `ctest -LE python` on it;
 #   3. a plain Release build (CUDA when nvcc is found) and every test on it, `python` label
-#      included. CTest's summary is printed for each; the exit status is non-zero if any
-#      build or test failed.
+#      included;
+#   4. one table (scripts/test_summary.py): every CTest label and every pytest suite of both
+#      builds with passed / failed / skipped counts and the skip reasons grouped, then what was
+#      not built and why, then the plain total "N passed, N failed, N skipped".
+# The exit status is non-zero if any build or test failed.
 # Build folders go under $FATTN_BUILD_ROOT (default: build-test/ in the repository).
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,17 +33,24 @@ run_suite() { # name, ctest args..., -- cmake args...
   done
   shift
   local dir=$builds/$name
+  summary_args+=("$name=$dir")
   echo "== $name: configure and build in $dir"
+  mkdir -p "$dir"
+  rm -rf "$dir/fattn-build-failed" "$dir/ctest-junit.xml" "$dir/pytest-reports"
   if ! cmake -S "$root" -B "$dir" "${generator[@]}" "$@" || ! cmake --build "$dir" -j "$jobs"; then
     echo "== $name: BUILD FAILED"
+    touch "$dir/fattn-build-failed"
     status=1
     return
   fi
   echo "== $name: ctest ${ctest_args[*]}"
-  if ! (cd "$dir" && ctest --output-on-failure -j "$jobs" "${ctest_args[@]}"); then
+  # Whole outputs in the JUnit report: a skipped test's reason may come late in its output.
+  if ! (cd "$dir" && ctest --output-on-failure -j "$jobs" --output-junit ctest-junit.xml \
+          --test-output-size-passed 65536 --test-output-size-failed 65536 "${ctest_args[@]}"); then
     status=1
   fi
 }
+summary_args=()
 
 run_suite sanitized -LE python -- -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFATTN_SANITIZE=ON \
   -DFATTN_ENABLE_CUDA=OFF
@@ -57,4 +67,5 @@ if [ $status -eq 0 ]; then
 else
   echo "== scripts/test.sh: FAILED (see above)"
 fi
+python3 "$root/scripts/test_summary.py" "${summary_args[@]}" || status=1
 exit $status

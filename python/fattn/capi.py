@@ -69,36 +69,43 @@ _REPO_ROOT = os.path.dirname(os.path.dirname(_PACKAGE_DIR))
 
 
 def _candidates(path):
+    """(path, how it was chosen) in the order load_library tries them."""
     # An explicit choice is final: falling through to a build folder would quietly run a library
     # other than the one asked for.
-    chosen = path or os.environ.get("FATTN_LIBRARY")
-    if chosen:
-        yield chosen
+    if path:
+        yield path, "argument"
         return
-    yield os.path.join(_PACKAGE_DIR, "lib", "libfattn.so")
-    # Only the folders the README's scripts build without sanitizers: an ASan build cannot be
-    # loaded into an uninstrumented Python. Newest first, so a fresh build wins over a stale one.
+    if os.environ.get("FATTN_LIBRARY"):
+        yield os.environ["FATTN_LIBRARY"], "FATTN_LIBRARY"
+        return
+    # What pip install ./python built and shipped inside the package.
+    yield os.path.join(_PACKAGE_DIR, "lib", "libfattn.so"), "package"
+    # For PYTHONPATH=python in a checkout: the unsanitized build folders the README's commands
+    # make (an ASan build cannot be loaded into an uninstrumented Python). Newest first, so a
+    # fresh build wins over a stale one.
     built = [os.path.join(_REPO_ROOT, folder, "src", "libfattn.so")
-             for folder in ("build", "build-demo", os.path.join("build-test", "release"))]
+             for folder in ("build", os.path.join("build-test", "release"))]
     built = [lib for lib in built if os.path.exists(lib)]
-    yield from sorted(built, key=os.path.getmtime, reverse=True)
+    for lib in sorted(built, key=os.path.getmtime, reverse=True):
+        yield lib, "build folder"
     found = ctypes.util.find_library("fattn")
     if found:
-        yield found
+        yield found, "system library path"
 
 
 _lib = None
+_found_by = None
 
 
 def load_library(path=None):
     """Loads libfattn once: `path` or else $FATTN_LIBRARY when given (and then nothing else), otherwise
     the package's lib/, the repo's build folders, then the system's library path. Raises
     LibraryNotFound listing every place tried."""
-    global _lib
+    global _lib, _found_by
     if _lib is not None and path is None:
         return _lib
     tried = []
-    for candidate in _candidates(path):
+    for candidate, how in _candidates(path):
         try:
             lib = ctypes.CDLL(candidate)
         except OSError as err:
@@ -106,12 +113,27 @@ def load_library(path=None):
             continue
         _declare(lib)
         if path is None:
-            _lib = lib
+            _lib, _found_by = lib, how
         return lib
     raise LibraryNotFound(
-        "libfattn not found; build it (cmake -B build && cmake --build build) or set FATTN_LIBRARY. "
+        "libfattn not found; install the package (pip install ./python builds it), build it "
+        "(cmake -B build && cmake --build build) or set FATTN_LIBRARY. "
         "Tried: " + ("; ".join(tried) if tried else "no candidate paths")
     )
+
+
+def info():
+    """What this process runs: {"version", "library" (its path), "found_by" (FATTN_LIBRARY,
+    package, build folder or system library path), "cuda" (True when the library was built with
+    its CUDA kernels; whether a GPU is present is torch.cuda's question)}. Loads libfattn."""
+    lib = load_library()
+    probe = make_params(batch=1, seqlen_q=1, seqlen_kv=1, heads_q=1, heads_kv=1, head_dim=64,
+                        dtype=DTYPE_F16, q=Tensor(), k=Tensor(), v=Tensor(), o=Tensor())
+    size = ctypes.c_size_t(0)
+    # A build without nvcc answers the workspace query with UNSUPPORTED; a CUDA build sizes it.
+    cuda = lib.fattn_cuda_workspace_size(ctypes.byref(probe), ctypes.byref(size)) == OK
+    return {"version": version(), "library": os.path.realpath(lib._name), "found_by": _found_by,
+            "cuda": cuda}
 
 
 def _declare(lib):

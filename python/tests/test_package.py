@@ -1,5 +1,6 @@
 """The package as a user meets it: pip builds it, and it says where it looked for libfattn."""
 import ctypes
+import json
 import os
 import shutil
 import subprocess
@@ -16,15 +17,41 @@ def _python(code, env, cwd):
                           text=True, timeout=300)
 
 
-def test_pip_builds_a_wheel_with_the_package(tmp_path):
-    source = tmp_path / "src"
-    shutil.copytree(PACKAGE_ROOT, source, ignore=shutil.ignore_patterns("__pycache__", "*.so*"))
+def test_pip_builds_a_wheel_that_carries_libfattn(tmp_path):
+    """pip builds libfattn through the project's CMake and ships it in the wheel; installed away
+    from the repository with no environment variable, the package finds and runs it. CUDA is off
+    to keep the build short (the CUDA variant differs only in what CMake compiles)."""
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(tmp_path / "dist"), str(source)], check=True, timeout=300)
+                    "-q", "-w", str(tmp_path / "dist"), "-C",
+                    "cmake.define.FATTN_ENABLE_CUDA=OFF", PACKAGE_ROOT], check=True, timeout=600)
     (wheel,) = (tmp_path / "dist").iterdir()
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in ("__init__", "capi", "ops", "functional", "export"):
         assert f"fattn/{module}.py" in names
+    assert "fattn/lib/libfattn.so" in names
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
+                    str(site), str(wheel)], check=True, timeout=300)
+    env = {k: v for k, v in os.environ.items() if k not in ("FATTN_LIBRARY", "PYTHONPATH")}
+    env["PYTHONPATH"] = str(site)
+    code = """
+import json, math, torch, fattn
+q, k, v = (torch.randn(1, 7, 2, 16, generator=torch.Generator().manual_seed(i)) for i in range(3))
+out = fattn.custom_attn(q, k, v)
+ref = torch.nn.functional.scaled_dot_product_attention(
+    *(t.double().transpose(1, 2) for t in (q, k, v))).transpose(1, 2)
+print(json.dumps(dict(fattn.info(), err=((out.double() - ref).norm() / ref.norm()).item())))
+"""
+    run = _python(code, env, tmp_path)
+    assert run.returncode == 0, run.stderr
+    found = json.loads(run.stdout.strip().splitlines()[-1])
+    assert found["library"] == str(site / "fattn" / "lib" / "libfattn.so")
+    assert found["found_by"] == "package" and found["cuda"] is False
+    assert found["err"] < 1e-5
+    run = subprocess.run([sys.executable, "-m", "fattn"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "found by: package" in run.stdout and "CPU forward only" in \
+        run.stdout, run.stdout + run.stderr
 
 
 def test_fattn_library_wins_and_a_missing_library_is_reported(tmp_path):
