@@ -167,19 +167,21 @@ static double check_rows(const tu_problem *pr, const void *out, tu_rng *rng, int
 }
 
 #ifdef FATTN_DEMO_CUDA
-/* 1 if the problem can run on the GPU, with device copies in *dev; else 0 and a printed reason. */
-static int cuda_prepare(const tu_problem *pr, fattn_params *dev, void **bufs, size_t *ws_bytes)
+/* 1 if the problem can run on the GPU, with device copies in *dev; else 0 and the reason in
+ * `why` (the caller words it: a fall-back to the CPU, or the error of --device cuda). */
+static int cuda_prepare(const tu_problem *pr, fattn_params *dev, void **bufs, size_t *ws_bytes,
+                        char *why, size_t why_size)
 {
     int count = 0;
     cudaError_t err = cudaGetDeviceCount(&count);
     if (err != cudaSuccess || count == 0) {
-        printf("no CUDA device (%s): running on the CPU\n",
-               err != cudaSuccess ? cudaGetErrorString(err) : "none found");
+        snprintf(why, why_size, "no CUDA device (%s)",
+                 err != cudaSuccess ? cudaGetErrorString(err) : "none found");
         return 0;
     }
     if (cudaMalloc(&bufs[0], pr->in_bytes) != cudaSuccess ||
         cudaMalloc(&bufs[1], pr->out_bytes) != cudaSuccess) {
-        printf("cudaMalloc of %zu bytes failed: running on the CPU\n", pr->in_bytes + pr->out_bytes);
+        snprintf(why, why_size, "cudaMalloc of %zu bytes failed", pr->in_bytes + pr->out_bytes);
         return 0;
     }
     tu_problem_rebase(pr, dev, bufs[0], bufs[1], NULL);
@@ -189,8 +191,8 @@ static int cuda_prepare(const tu_problem *pr, fattn_params *dev, void **bufs, si
     if (st == FATTN_OK && *ws_bytes && cudaMalloc(&bufs[2], *ws_bytes) != cudaSuccess)
         st = FATTN_ERR_CUDA;
     if (st != FATTN_OK) {
-        printf("the CUDA path does not take this problem (%s: %s): running on the CPU\n",
-               fattn_status_name(st), fattn_last_error());
+        snprintf(why, why_size, "the CUDA path does not take this problem (%s: %s)",
+                 fattn_status_name(st), fattn_last_error());
         return 0;
     }
     cudaMemcpy(bufs[0], pr->in_buf, pr->in_bytes, cudaMemcpyHostToDevice);
@@ -297,6 +299,7 @@ int main(int argc, char **argv)
     void *bufs[3] = {NULL, NULL, NULL};
     fattn_params dev;
     size_t ws_bytes = 0;
+    char why[512];
 #endif
     for (;;) {
         tu_shape s = {o.batch, o.seqlen, o.seqlen_kv ? o.seqlen_kv : o.seqlen, o.heads,
@@ -307,8 +310,19 @@ int main(int argc, char **argv)
         if (tu_problem_init(&pr, &s, &rng, 1.0) != 0)
             return 2;
 #ifdef FATTN_DEMO_CUDA
-        if (want_gpu)
-            use_gpu = cuda_prepare(&pr, &dev, bufs, &ws_bytes);
+        if (want_gpu) {
+            use_gpu = cuda_prepare(&pr, &dev, bufs, &ws_bytes, why, sizeof why);
+            /* Asked for the GPU explicitly: one error, no fall-back. */
+            if (!use_gpu && !strcmp(o.device, "cuda")) {
+                fprintf(stderr, "fattn-demo: --device cuda, but %s\n", why);
+                for (int i = 0; i < 3; i++)
+                    cudaFree(bufs[i]);
+                tu_problem_free(&pr);
+                return 2;
+            }
+            if (!use_gpu)
+                printf("%s: running on the CPU\n", why);
+        }
 #endif
         if (use_gpu || !want_gpu || o.sizes_given)
             break;
@@ -323,11 +337,6 @@ int main(int argc, char **argv)
         tu_problem_free(&pr);
         set_default_sizes(&o, 0);
     }
-    if (!strcmp(o.device, "cuda") && !use_gpu) {
-        fprintf(stderr, "fattn-demo: --device cuda, but the GPU cannot run this problem (see above)\n");
-        return 2;
-    }
-
     const fattn_params *p = &pr.params;
     printf("fattn %s on the %s: B=%lld Sq=%lld Skv=%lld Hq=%lld Hkv=%lld D=%lld %s%s, BSHD\n",
            fattn_version_string(), use_gpu ? "GPU" : "CPU", (long long)p->batch,
