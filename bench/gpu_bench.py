@@ -117,10 +117,10 @@ def view(t):
     return capi.tensor(t.data_ptr(), st[0], st[2], st[1])
 
 
-def fattn_params(s, q, k, v, o):
+def fattn_params(s, q, k, v, o, mode=capi.MODE_NATIVE):
     return capi.make_params(batch=s.b, seqlen_q=s.sq, seqlen_kv=s.skv, heads_q=s.hq,
                             heads_kv=s.hkv, head_dim=s.d, dtype=DTYPES[s.dtype][1],
-                            q=view(q), k=view(k), v=view(v), o=view(o), causal=bool(s.causal))
+                            q=view(q), k=view(k), v=view(v), o=view(o), causal=bool(s.causal), mode=mode)
 
 
 def time_runs(fn, nsets, warmup, reps):
@@ -166,7 +166,7 @@ def bench_shape(s, args, stream):
     ws_ptr = ws.data_ptr() if ws is not None else None
     pptrs = [ctypes.byref(p) for p in params]
 
-    def fattn_fn(lib):
+    def fattn_fn(lib, pptrs=pptrs, ws_ptr=ws_ptr, ws_bytes=ws_bytes):
         def run(i):
             st = lib.fattn_cuda_forward(pptrs[i], ws_ptr, ws_bytes, stream)
             if st != capi.OK:
@@ -177,6 +177,17 @@ def bench_shape(s, args, stream):
     results = {"fattn": fattn_run}
     for name, lib in args.variant_libs.items():
         results[name] = fattn_fn(lib)
+    if args.fp8:
+        # FP8 mode on the same tensors, quantisation pass included in its time.
+        fp8_params = [fattn_params(s, *st, mode=capi.MODE_FP8) for st in sets]
+        status, msg = capi.cuda_supported(fp8_params[0])
+        if status == capi.OK:
+            fp8_bytes = capi.cuda_workspace_size(fp8_params[0])
+            fp8_ws = torch.empty(max(fp8_bytes, 1), dtype=torch.uint8, device="cuda")
+            results["fp8"] = fattn_fn(capi.load_library(), [ctypes.byref(p) for p in fp8_params],
+                                      fp8_ws.data_ptr(), fp8_bytes)
+        else:
+            row["note"] = f"fp8: {capi.status_name(status)}: {msg}"
     results["cudnn"] = sdpa_fn(sets, s, SDPBackend.CUDNN_ATTENTION)
     results["flash"] = sdpa_fn(sets, s, SDPBackend.FLASH_ATTENTION)
     times = {key: [] for key in results}
@@ -205,6 +216,8 @@ def bench_shape(s, args, stream):
         ref = results["flash"](0)
         torch.cuda.synchronize()
         row["rel_err_vs_flash"] = ((o.float() - ref.float()).norm() / ref.float().norm()).item()
+    if "fp8_ms" in row and not math.isnan(row["fp8_ms"]):
+        row["ratio_fp8_fattn"] = row["fattn_ms"] / row["fp8_ms"]
     # fattn's ratios are ratio_cudnn / ratio_flash; a variant's carry its name: ratio_v5_cudnn.
     for impl, prefix in [("fattn", "")] + [(name, name + "_") for name in args.variant_libs]:
         for key in ("cudnn", "flash"):
@@ -229,8 +242,10 @@ def table(rows, card, args):
              + "".join(f"; variant {n} = {p}" for n, p in args.variant_paths.items()),
              "",
              "| shape | B | Sq | Skv | Hq/Hkv | D | causal | dtype | fattn ms | fattn TFLOPS | cuDNN TFLOPS | flash TFLOPS | fattn/cuDNN | fattn/flash | "
-             + "".join(f"{n} TFLOPS | {n}/cuDNN | " for n in variants) + "err vs flash | note |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + "---|---|" * len(variants) + "---|---|"]
+             + "".join(f"{n} TFLOPS | {n}/cuDNN | " for n in variants)
+             + ("fp8 TFLOPS | fp8 speed-up vs fattn | " if args.fp8 else "") + "err vs flash | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + "---|---|" * len(variants)
+             + ("---|---|" if args.fp8 else "") + "---|---|"]
     for r in rows:
         lines.append("| " + " | ".join([
             r["name"], str(r["B"]), str(r["Sq"]), str(r["Skv"]), f"{r['Hq']}/{r['Hkv']}", str(r["D"]),
@@ -238,6 +253,7 @@ def table(rows, card, args):
             fmt(r.get("cudnn_tflops"), ".0f"), fmt(r.get("flash_tflops"), ".0f"),
             fmt(r.get("ratio_cudnn"), ".3f"), fmt(r.get("ratio_flash"), ".3f")]
             + [x for n in variants for x in (fmt(r.get(f"{n}_tflops"), ".0f"), fmt(r.get(f"ratio_{n}_cudnn"), ".3f"))]
+            + ([fmt(r.get("fp8_tflops"), ".0f"), fmt(r.get("ratio_fp8_fattn"), ".3f")] if args.fp8 else [])
             + [fmt(r.get("rel_err_vs_flash"), ".1e"), r.get("note", "")]) + " |")
     judged = [r for r in rows if r["dtype"] in ("bf16", "fp16", "f16") and r.get("ratio_flash")]
     if judged:
@@ -268,6 +284,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--layout", choices=("bhsd", "bshd"), default="bhsd")
     ap.add_argument("--portable", action="store_true", help="set FATTN_FORCE_PORTABLE=1")
+    ap.add_argument("--fp8", action="store_true", help="also time fattn's FP8 mode (mode 1) on the same tensors")
     ap.add_argument("--tag", default="", help="suffix for the result files")
     ap.add_argument("--no-save", action="store_true")
     args = ap.parse_args()

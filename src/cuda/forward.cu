@@ -65,7 +65,10 @@ extern "C" fattn_status fattn_cuda_workspace_size(const fattn_params *params, si
     fattn_status st = fattn_validate_shape(params);
     if (st)
         return st;
-    *bytes = fattn_portable_workspace_size(params);
+    /* Shapes only, so the most any kernel could need: the portable kernel's, or FP8 mode's
+     * quantised copies on the Hopper path. */
+    const size_t portable = fattn_portable_workspace_size(params), hopper = fattn_hopper_workspace_size(params);
+    *bytes = portable > hopper ? portable : hopper;
     fattn_clear_error();
     return FATTN_OK;
 }
@@ -86,22 +89,22 @@ extern "C" fattn_status fattn_cuda_forward(const fattn_params *params, void *wor
     fattn_status st = fattn_prepare(params, &path);
     if (st)
         return st;
+    const size_t need = path == FATTN_PATH_HOPPER ? fattn_hopper_workspace_size(params)
+                                                  : fattn_portable_workspace_size(params);
+    if (workspace_bytes < need)
+        return fattn_fail(FATTN_ERR_WORKSPACE,
+                          "workspace_bytes (%zu) is smaller than the %zu bytes this call needs "
+                          "(see fattn_cuda_workspace_size)",
+                          workspace_bytes, need);
+    if (need > 0 && (workspace == NULL || ((uintptr_t)workspace % 256) != 0))
+        return fattn_fail(FATTN_ERR_INVALID_ARGUMENT,
+                          "workspace (%p) must be a non-NULL, 256-byte aligned device pointer "
+                          "when %zu bytes are needed",
+                          workspace, need);
     if (path == FATTN_PATH_HOPPER)
-        st = fattn_hopper_forward(params, stream);
-    else {
-        const size_t need = fattn_portable_workspace_size(params);
-        if (workspace_bytes < need)
-            return fattn_fail(FATTN_ERR_WORKSPACE,
-                              "workspace_bytes (%zu) is smaller than the %zu bytes this call needs "
-                              "(see fattn_cuda_workspace_size)",
-                              workspace_bytes, need);
-        if (need > 0 && (workspace == NULL || ((uintptr_t)workspace % 256) != 0))
-            return fattn_fail(FATTN_ERR_INVALID_ARGUMENT,
-                              "workspace (%p) must be a non-NULL, 256-byte aligned device pointer "
-                              "when %zu bytes are needed",
-                              workspace, need);
+        st = fattn_hopper_forward(params, workspace, stream);
+    else
         st = fattn_portable_forward(params, workspace, stream);
-    }
     if (st == FATTN_OK)
         fattn_clear_error();
     return st;

@@ -403,7 +403,8 @@ static void run_refusals(void)
     } cases[] = {
         {"head_dim 80 unsupported", 80, FATTN_MODE_NATIVE, 0.f, 0, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED, 0},
         {"head_dim 32 unsupported", 32, FATTN_MODE_NATIVE, 0.f, 0, FATTN_DTYPE_F16, FATTN_ERR_UNSUPPORTED, 0},
-        {"fp8 mode unsupported", 128, FATTN_MODE_FP8, 0.f, 0, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED, 0},
+        {"fp8 mode at head_dim 64 unsupported", 64, FATTN_MODE_FP8, 0.f, 0, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED, 0},
+        {"fp8 mode without workspace", 128, FATTN_MODE_FP8, 0.f, 0, FATTN_DTYPE_BF16, FATTN_ERR_WORKSPACE, 0},
         {"negative scale unsupported", 64, FATTN_MODE_NATIVE, -0.5f, 0, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED, 0},
         {"unaligned stride unsupported", 64, FATTN_MODE_NATIVE, 0.f, 1, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED, 0},
         {"fp32 without workspace", 64, FATTN_MODE_NATIVE, 0.f, 0, FATTN_DTYPE_F32, FATTN_ERR_WORKSPACE, 0},

@@ -2,8 +2,10 @@
  *
  * A persistent CTA computes tiles of NWG*64 query rows of one (batch, head) in turn: warpgroup 0 is
  * the producer (TMA loads), warpgroups 1..NWG are consumers, each owning 64 query rows. K and V tiles of BN rows stream
- * through STAGES shared-memory stages. Every tile is stored as D/64 column chunks of
- * rows x 128 bytes with the 128-byte swizzle, the layout both TMA and wgmma read. */
+ * through STAGES shared-memory stages. Every tile is stored as column chunks of rows x 128 bytes
+ * (64 bf16/fp16 or 128 e4m3 elements) with the 128-byte swizzle, the layout both TMA and wgmma
+ * read. In FP8 mode Q, K and V come from the quantisation pass (hopper/quantize.cu) in e4m3, V
+ * transposed (head_dim rows of keys), because e4m3 wgmma reads both operands K-major. */
 #ifndef FATTN_HOPPER_CONFIG_CUH
 #define FATTN_HOPPER_CONFIG_CUH
 
@@ -11,8 +13,11 @@
 #include <stdint.h>
 
 typedef struct hopper_args {
-    CUtensorMap q, k, v, o; /* 4-D maps over (head_dim, seq, heads, batch) */
+    CUtensorMap q, k, v, o; /* 4-D maps over (head_dim, seq, heads, batch); FP8's v: (keys, head_dim, heads, batch) */
     float *lse;             /* [batch, heads_q, seqlen_q] or NULL */
+    /* FP8 only (hopper/quantize.cu): per (batch, head_q, 64-row block) the score factor that replaces
+     * scale_log2, per (batch, head_kv) the factor that dequantises O; NULL in native mode */
+    const float *q_factor, *v_factor;
     int seqlen_q;
     int seqlen_kv;
     int heads_q;
@@ -22,35 +27,40 @@ typedef struct hopper_args {
     float scale_log2; /* softmax scale * log2(e), so exp(x * scale) = exp2(x * scale_log2) */
 } hopper_args;
 
-#define HOPPER_ROW_BYTES 128 /* one swizzled row of a 64-element column chunk */
+#define HOPPER_ROW_BYTES 128 /* one swizzled row of a 128-byte column chunk */
 #define HOPPER_WG_ROWS 64    /* query rows per consumer warpgroup (wgmma's M) */
 
-/* Bytes of a rows x D tile (2-byte elements). */
-#define HOPPER_TILE_BYTES(rows, D) ((rows) * (D) * 2)
+/* Bytes per element of Q, K and V in shared memory: 2 (bf16/fp16), 1 in FP8 mode (e4m3). O is
+ * always written in the I/O dtype, 2 bytes. */
+#define HOPPER_IN_BYTES(F8) ((F8) ? 1 : 2)
+/* Bytes of a rows x D tile of Q or K (FP8's V^T tile, D x BN bytes, is the same size as K's). */
+#define HOPPER_TILE_BYTES(rows, D, F8) ((rows) * (D) * HOPPER_IN_BYTES(F8))
+#define HOPPER_O_TILE_BYTES(D) (HOPPER_WG_ROWS * (D) * 2)
 
 /* Whether O is staged in its own tiles (so the next tile's Q can load while this tile's epilogue
- * runs) or in the warpgroup's Q tile (d256: no room for both). */
+ * runs) or in the warpgroup's Q tile (bf16 d256: no room for both; an e4m3 Q tile is too small to
+ * hold O). */
 #ifndef HOPPER_O_SEPARATE
-#define HOPPER_O_SEPARATE(D) ((D) <= 128)
+#define HOPPER_O_SEPARATE(D, F8) ((D) <= 128 || (F8))
 #endif
 
-/* Q buffers per consumer; tile k of a CTA uses buffer k % HOPPER_Q_BUFS. Where O has its own tile
- * there is also room for a second Q (d128: 225 of 227 KB), so the next tile's Q is in place before
- * this tile ends and its first Q K^T can be issued in this tile's last turn. */
-#define HOPPER_Q_BUFS(D) (HOPPER_O_SEPARATE(D) ? 2 : 1)
+/* Q buffers per consumer; tile k of a CTA uses buffer k % HOPPER_Q_BUFS. At d128 there is room for
+ * a second Q (bf16: 225 of 227 KB), so the next tile's Q is in place before this tile ends and its
+ * first Q K^T can be issued in this tile's last turn. */
+#define HOPPER_Q_BUFS(D) ((D) <= 128 ? 2 : 1)
 
 /* Offsets from the 1024-byte-aligned base: Q (HOPPER_Q_BUFS tiles per consumer, buffer-major), K
  * stages, V stages, O (one tile per consumer, when separate), then the mbarriers: q_full[B][NWG],
  * q_empty[B][NWG], k_full[S], k_empty[S], v_full[S], v_empty[S]. */
 #define HOPPER_Q_OFF 0
-#define HOPPER_K_OFF(D, NWG) (HOPPER_Q_OFF + HOPPER_Q_BUFS(D) * (NWG) * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D))
-#define HOPPER_V_OFF(D, NWG, BN, S) (HOPPER_K_OFF(D, NWG) + (S) * HOPPER_TILE_BYTES(BN, D))
-#define HOPPER_O_OFF(D, NWG, BN, S) (HOPPER_V_OFF(D, NWG, BN, S) + (S) * HOPPER_TILE_BYTES(BN, D))
-#define HOPPER_BAR_OFF(D, NWG, BN, S)                                                                  \
-    (HOPPER_O_OFF(D, NWG, BN, S) + (HOPPER_O_SEPARATE(D) ? (NWG) * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D) : 0))
+#define HOPPER_K_OFF(D, NWG, F8) (HOPPER_Q_OFF + HOPPER_Q_BUFS(D) * (NWG) * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D, F8))
+#define HOPPER_V_OFF(D, NWG, BN, S, F8) (HOPPER_K_OFF(D, NWG, F8) + (S) * HOPPER_TILE_BYTES(BN, D, F8))
+#define HOPPER_O_OFF(D, NWG, BN, S, F8) (HOPPER_V_OFF(D, NWG, BN, S, F8) + (S) * HOPPER_TILE_BYTES(BN, D, F8))
+#define HOPPER_BAR_OFF(D, NWG, BN, S, F8)                                                              \
+    (HOPPER_O_OFF(D, NWG, BN, S, F8) + (HOPPER_O_SEPARATE(D, F8) ? (NWG) * HOPPER_O_TILE_BYTES(D) : 0))
 /* The extra 1024 lets the kernel align the dynamic shared-memory base for the swizzle. */
-#define HOPPER_SMEM_BYTES(D, NWG, BN, S)                                                               \
-    (HOPPER_BAR_OFF(D, NWG, BN, S) + 8 * (2 * HOPPER_Q_BUFS(D) * (NWG) + 4 * (S)) + 1024)
+#define HOPPER_SMEM_BYTES(D, NWG, BN, S, F8)                                                           \
+    (HOPPER_BAR_OFF(D, NWG, BN, S, F8) + 8 * (2 * HOPPER_Q_BUFS(D) * (NWG) + 4 * (S)) + 1024)
 
 /* The layout above as shared-memory addresses, for the producer, the consumers and the barriers'
  * initialisation alike. Each mbarrier takes 8 bytes; q_full/q_empty slot b * NWG + w belongs to Q
@@ -61,21 +71,21 @@ typedef struct hopper_smem {
     uint32_t q_tiles, k_tiles, v_tiles, o_tiles; /* o_tiles: the Q tiles when O has none of its own */
 } hopper_smem;
 
-template <int D, int NWG, int BN, int STAGES>
+template <bool F8, int D, int NWG, int BN, int STAGES>
 static __device__ __forceinline__ hopper_smem hopper_smem_map(uint32_t base)
 {
     hopper_smem m;
     m.base = base;
-    m.q_full = base + HOPPER_BAR_OFF(D, NWG, BN, STAGES);
+    m.q_full = base + HOPPER_BAR_OFF(D, NWG, BN, STAGES, F8);
     m.q_empty = m.q_full + 8 * HOPPER_Q_BUFS(D) * NWG;
     m.k_full = m.q_empty + 8 * HOPPER_Q_BUFS(D) * NWG;
     m.k_empty = m.k_full + 8 * STAGES;
     m.v_full = m.k_empty + 8 * STAGES;
     m.v_empty = m.v_full + 8 * STAGES;
     m.q_tiles = base + HOPPER_Q_OFF;
-    m.k_tiles = base + HOPPER_K_OFF(D, NWG);
-    m.v_tiles = base + HOPPER_V_OFF(D, NWG, BN, STAGES);
-    m.o_tiles = base + (HOPPER_O_SEPARATE(D) ? HOPPER_O_OFF(D, NWG, BN, STAGES) : HOPPER_Q_OFF);
+    m.k_tiles = base + HOPPER_K_OFF(D, NWG, F8);
+    m.v_tiles = base + HOPPER_V_OFF(D, NWG, BN, STAGES, F8);
+    m.o_tiles = base + (HOPPER_O_SEPARATE(D, F8) ? HOPPER_O_OFF(D, NWG, BN, STAGES, F8) : HOPPER_Q_OFF);
     return m;
 }
 

@@ -20,20 +20,21 @@ static __device__ __forceinline__ uint32_t swizzled_offset(int row, int col)
                       (((byte >> 4) ^ (row & 7)) << 4) + (byte & 15));
 }
 
-/* wg: consumer index; tid: thread in the warpgroup. With SEPARATE, o_tile is the warpgroup's own
- * O tile, reused once the previous tile's store has read it; otherwise it is the Q tile, handed
- * back to the producer through q_empty once this store has read it. */
+/* wg: consumer index; tid: thread in the warpgroup; f: the tile's factors (kernel.cuh). With
+ * SEPARATE, o_tile is the warpgroup's own O tile, reused once the previous tile's store has read
+ * it; otherwise it is the Q tile, handed back to the producer through q_empty once this store has
+ * read it. */
 template <bool BF16, int D, bool SEPARATE>
 static __device__ __forceinline__ void write_output(const hopper_args *a, const hopper_tile *t, int wg, int tid,
-                                                    float *o, const float *m, float *l, uint8_t *o_tile,
-                                                    uint32_t o_tile_addr, uint32_t q_empty)
+                                                    float *o, const float *m, float *l, const float *f,
+                                                    uint8_t *o_tile, uint32_t o_tile_addr, uint32_t q_empty)
 {
     const int lane = tid % 32, r0 = 16 * (tid / 32) + lane / 4;
     float inv[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
         l[h] = quad_sum(l[h]);
-        inv[h] = l[h] > 0.0f ? 1.0f / l[h] : 0.0f;
+        inv[h] = l[h] > 0.0f ? f[1] / l[h] : 0.0f;
     }
     if (SEPARATE) {
         if (tid == 0) tma_store_wait_read();
@@ -63,7 +64,7 @@ static __device__ __forceinline__ void write_output(const hopper_args *a, const 
         for (int h = 0; h < 2; ++h) {
             int row = row0 + r0 + 8 * h;
             if (row < a->seqlen_q) {
-                float v = l[h] > 0.0f ? (m[h] * a->scale_log2 + log2f(l[h])) * ln2 : -INFINITY;
+                float v = l[h] > 0.0f ? (m[h] * f[0] + log2f(l[h])) * ln2 : -INFINITY;
                 a->lse[((size_t)t->batch * a->heads_q + t->head) * a->seqlen_q + row] = v;
             }
         }

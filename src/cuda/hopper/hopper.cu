@@ -6,6 +6,7 @@
 #include "../../core/internal.h"
 #include "hopper.h"
 #include "kernel.cuh"
+#include "quantize.h"
 
 /* Tile configuration per head dim (each overridable with -D for tuning runs): NWG consumer
  * warpgroups of 64 query rows each; BN keys per stage; STAGES deep. Each fits the register split
@@ -37,11 +38,29 @@
 #ifndef CFG256_STAGES
 #define CFG256_STAGES 2
 #endif
+/* FP8 mode: e4m3 wgmma reads V^T in 128-key chunks, so the key block is 128 at every head dim. */
+#ifndef CFGF8_NWG
+#define CFGF8_NWG 2
+#endif
+#ifndef CFGF8_BN
+#define CFGF8_BN 128
+#endif
+#ifndef CFGF8_STAGES
+#define CFGF8_STAGES 2
+#endif
 
-static int rows_per_cta(int64_t head_dim)
+static int rows_per_cta(const fattn_params *p)
 {
-    int nwg = head_dim == 64 ? CFG64_NWG : head_dim == 128 ? CFG128_NWG : CFG256_NWG;
+    int nwg = p->mode == FATTN_MODE_FP8 ? CFGF8_NWG
+              : p->head_dim == 64       ? CFG64_NWG
+              : p->head_dim == 128      ? CFG128_NWG
+                                        : CFG256_NWG;
     return nwg * HOPPER_WG_ROWS;
+}
+
+static int key_block(const fattn_params *p)
+{
+    return p->mode == FATTN_MODE_FP8 ? CFGF8_BN : p->head_dim == 64 ? CFG64_BN : p->head_dim == 128 ? CFG128_BN : CFG256_BN;
 }
 
 static const int64_t TMA_STRIDE_LIMIT = (int64_t)1 << 40;
@@ -73,11 +92,13 @@ static fattn_status check_tensor(const char *name, const fattn_tensor *t, int64_
 
 extern "C" fattn_status fattn_hopper_supported(const fattn_params *p)
 {
-    if (p->mode != FATTN_MODE_NATIVE)
-        return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: mode %d is not served (native only)", (int)p->mode);
+    const int fp8 = p->mode == FATTN_MODE_FP8;
     if (p->dtype != FATTN_DTYPE_BF16 && p->dtype != FATTN_DTYPE_F16)
         return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: dtype %s is not served (bf16, fp16 only)",
                           fattn_dtype_name(p->dtype));
+    if (fp8 && p->head_dim != 128 && p->head_dim != 256)
+        return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: FP8 mode at head_dim (%lld) is not served (128, 256)",
+                          (long long)p->head_dim);
     if (p->head_dim != 64 && p->head_dim != 128 && p->head_dim != 256)
         return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: head_dim (%lld) is not 64, 128 or 256",
                           (long long)p->head_dim);
@@ -86,16 +107,19 @@ extern "C" fattn_status fattn_hopper_supported(const fattn_params *p)
         return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: scale (%g) is not positive and finite",
                           (double)scale);
     const int64_t int_max = 0x7fffffff;
-    int64_t m_blocks = (p->seqlen_q + rows_per_cta(p->head_dim) - 1) / rows_per_cta(p->head_dim);
+    int64_t m_blocks = (p->seqlen_q + rows_per_cta(p) - 1) / rows_per_cta(p);
     if (p->seqlen_q > int_max || p->seqlen_kv > int_max || m_blocks * p->heads_q * p->batch > int_max)
         return fattn_fail(FATTN_ERR_UNSUPPORTED,
                           "Hopper kernel: seqlen_q (%lld), seqlen_kv (%lld) or the tile count exceed 2^31-1",
                           (long long)p->seqlen_q, (long long)p->seqlen_kv);
     const size_t elem = 2;
     fattn_status st;
-    if ((st = check_tensor("q", &p->q, p->seqlen_q, p->heads_q, p->batch, elem)) != FATTN_OK) return st;
-    if ((st = check_tensor("k", &p->k, p->seqlen_kv, p->heads_kv, p->batch, elem)) != FATTN_OK) return st;
-    if ((st = check_tensor("v", &p->v, p->seqlen_kv, p->heads_kv, p->batch, elem)) != FATTN_OK) return st;
+    /* FP8 mode reads Q, K and V with ordinary loads (the quantisation pass); only O goes through TMA. */
+    if (!fp8) {
+        if ((st = check_tensor("q", &p->q, p->seqlen_q, p->heads_q, p->batch, elem)) != FATTN_OK) return st;
+        if ((st = check_tensor("k", &p->k, p->seqlen_kv, p->heads_kv, p->batch, elem)) != FATTN_OK) return st;
+        if ((st = check_tensor("v", &p->v, p->seqlen_kv, p->heads_kv, p->batch, elem)) != FATTN_OK) return st;
+    }
     if ((st = check_tensor("o", &p->o, p->seqlen_q, p->heads_q, p->batch, elem)) != FATTN_OK) return st;
 
     int dev = 0, major = 0, minor = 0;
@@ -111,28 +135,39 @@ extern "C" fattn_status fattn_hopper_supported(const fattn_params *p)
     return FATTN_OK;
 }
 
+/* A 4-D view (cols, rows, heads, batch) with strides in elements, read in boxes of 128 bytes by
+ * box_rows rows. */
 typedef struct map_spec {
-    const fattn_tensor *t;
-    int64_t seqlen, heads;
+    const void *data;
+    int64_t cols, rows, heads, batch;
+    int64_t stride_row, stride_head, stride_batch;
     int box_rows;
+    int elem; /* bytes: 2 for the I/O dtype, 1 for FP8's e4m3 copies */
 } map_spec;
+
+static map_spec io_map(const fattn_params *p, const fattn_tensor *t, int64_t seqlen, int64_t heads, int box_rows)
+{
+    return map_spec{t->data, p->head_dim, seqlen, heads, p->batch, t->stride_seq, t->stride_head, t->stride_batch,
+                    box_rows, 2};
+}
 
 static fattn_status encode_map(PFN_cuTensorMapEncodeTiled_v12000 encode, CUtensorMap *map, const fattn_params *p,
                                const char *name, map_spec spec)
 {
-    const cuuint64_t elem = 2;
+    const cuuint64_t elem = (cuuint64_t)spec.elem;
     /* Unused strides (extent 1) still have to satisfy the encoder's alignment rule. */
-    cuuint64_t fallback = (cuuint64_t)p->head_dim * elem;
-    cuuint64_t dims[4] = {(cuuint64_t)p->head_dim, (cuuint64_t)spec.seqlen, (cuuint64_t)spec.heads,
-                          (cuuint64_t)p->batch};
-    cuuint64_t strides[3] = {spec.seqlen == 1 ? fallback : (cuuint64_t)spec.t->stride_seq * elem,
-                             spec.heads == 1 ? fallback : (cuuint64_t)spec.t->stride_head * elem,
-                             p->batch == 1 ? fallback : (cuuint64_t)spec.t->stride_batch * elem};
-    cuuint32_t box[4] = {64, (cuuint32_t)spec.box_rows, 1, 1};
+    cuuint64_t fallback = (cuuint64_t)spec.cols * elem;
+    cuuint64_t dims[4] = {(cuuint64_t)spec.cols, (cuuint64_t)spec.rows, (cuuint64_t)spec.heads,
+                          (cuuint64_t)spec.batch};
+    cuuint64_t strides[3] = {spec.rows == 1 ? fallback : (cuuint64_t)spec.stride_row * elem,
+                             spec.heads == 1 ? fallback : (cuuint64_t)spec.stride_head * elem,
+                             spec.batch == 1 ? fallback : (cuuint64_t)spec.stride_batch * elem};
+    cuuint32_t box[4] = {(cuuint32_t)(HOPPER_ROW_BYTES / spec.elem), (cuuint32_t)spec.box_rows, 1, 1};
     cuuint32_t elem_strides[4] = {1, 1, 1, 1};
-    CUtensorMapDataType type =
-        p->dtype == FATTN_DTYPE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
-    CUresult r = encode(map, type, 4, spec.t->data, dims, strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+    CUtensorMapDataType type = spec.elem == 1               ? CU_TENSOR_MAP_DATA_TYPE_UINT8
+                               : p->dtype == FATTN_DTYPE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                                             : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+    CUresult r = encode(map, type, 4, (void *)spec.data, dims, strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
                         CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                         CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     if (r != CUDA_SUCCESS)
@@ -141,11 +176,11 @@ static fattn_status encode_map(PFN_cuTensorMapEncodeTiled_v12000 encode, CUtenso
     return FATTN_OK;
 }
 
-template <bool BF16, int D, int NWG, int BN, int STAGES, bool CAUSAL>
+template <bool BF16, bool FP8, int D, int NWG, int BN, int STAGES, bool CAUSAL>
 static fattn_status launch(const hopper_args *args, int grid, cudaStream_t stream)
 {
-    const int smem = HOPPER_SMEM_BYTES(D, NWG, BN, STAGES);
-    void (*kernel)(hopper_args) = hopper_fwd_kernel<BF16, D, NWG, BN, STAGES, CAUSAL>;
+    const int smem = HOPPER_SMEM_BYTES(D, NWG, BN, STAGES, FP8);
+    void (*kernel)(hopper_args) = hopper_fwd_kernel<BF16, FP8, D, NWG, BN, STAGES, CAUSAL>;
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e == cudaSuccess) {
         kernel<<<grid, (NWG + 1) * 128, smem, stream>>>(*args);
@@ -159,14 +194,24 @@ static fattn_status launch(const hopper_args *args, int grid, cudaStream_t strea
 template <bool BF16, bool CAUSAL>
 static fattn_status launch_dim(const fattn_params *p, const hopper_args *args, int grid, cudaStream_t stream)
 {
+    if (p->mode == FATTN_MODE_FP8) {
+        if (p->head_dim == 128)
+            return launch<BF16, true, 128, CFGF8_NWG, CFGF8_BN, CFGF8_STAGES, CAUSAL>(args, grid, stream);
+        return launch<BF16, true, 256, CFGF8_NWG, CFGF8_BN, CFGF8_STAGES, CAUSAL>(args, grid, stream);
+    }
     switch (p->head_dim) {
-    case 64: return launch<BF16, 64, CFG64_NWG, CFG64_BN, CFG64_STAGES, CAUSAL>(args, grid, stream);
-    case 128: return launch<BF16, 128, CFG128_NWG, CFG128_BN, CFG128_STAGES, CAUSAL>(args, grid, stream);
-    default: return launch<BF16, 256, CFG256_NWG, CFG256_BN, CFG256_STAGES, CAUSAL>(args, grid, stream);
+    case 64: return launch<BF16, false, 64, CFG64_NWG, CFG64_BN, CFG64_STAGES, CAUSAL>(args, grid, stream);
+    case 128: return launch<BF16, false, 128, CFG128_NWG, CFG128_BN, CFG128_STAGES, CAUSAL>(args, grid, stream);
+    default: return launch<BF16, false, 256, CFG256_NWG, CFG256_BN, CFG256_STAGES, CAUSAL>(args, grid, stream);
     }
 }
 
-extern "C" fattn_status fattn_hopper_forward(const fattn_params *p, cudaStream_t stream)
+extern "C" size_t fattn_hopper_workspace_size(const fattn_params *p)
+{
+    return p->mode == FATTN_MODE_FP8 ? (size_t)fattn_fp8_layout(p).bytes : 0;
+}
+
+extern "C" fattn_status fattn_hopper_forward(const fattn_params *p, void *workspace, cudaStream_t stream)
 {
     fattn_status st = fattn_hopper_supported(p);
     if (st != FATTN_OK) return st;
@@ -180,13 +225,29 @@ extern "C" fattn_status fattn_hopper_forward(const fattn_params *p, cudaStream_t
     }
     PFN_cuTensorMapEncodeTiled_v12000 encode = (PFN_cuTensorMapEncodeTiled_v12000)fn;
 
-    const int m_rows = rows_per_cta(p->head_dim);
-    const int bn = p->head_dim == 64 ? CFG64_BN : p->head_dim == 128 ? CFG128_BN : CFG256_BN;
+    const int m_rows = rows_per_cta(p), bn = key_block(p);
     hopper_args args;
-    if ((st = encode_map(encode, &args.q, p, "q", map_spec{&p->q, p->seqlen_q, p->heads_q, HOPPER_WG_ROWS})) ||
-        (st = encode_map(encode, &args.k, p, "k", map_spec{&p->k, p->seqlen_kv, p->heads_kv, bn})) ||
-        (st = encode_map(encode, &args.v, p, "v", map_spec{&p->v, p->seqlen_kv, p->heads_kv, bn})) ||
-        (st = encode_map(encode, &args.o, p, "o", map_spec{&p->o, p->seqlen_q, p->heads_q, HOPPER_WG_ROWS})))
+    args.q_factor = args.v_factor = NULL;
+    if (p->mode == FATTN_MODE_FP8) {
+        const fp8_layout l = fattn_fp8_layout(p);
+        uint8_t *ws = (uint8_t *)workspace;
+        const int64_t D = p->head_dim, Sq = p->seqlen_q, Skv = p->seqlen_kv, Hq = p->heads_q, Hkv = p->heads_kv;
+        if ((st = fattn_fp8_quantise(p, &l, workspace, stream)) ||
+            (st = encode_map(encode, &args.q, p, "q8",
+                             map_spec{ws + l.q8, D, Sq, Hq, p->batch, D, Sq * D, Hq * Sq * D, HOPPER_WG_ROWS, 1})) ||
+            (st = encode_map(encode, &args.k, p, "k8",
+                             map_spec{ws + l.k8, D, Skv, Hkv, p->batch, D, Skv * D, Hkv * Skv * D, bn, 1})) ||
+            (st = encode_map(encode, &args.v, p, "vt8",
+                             map_spec{ws + l.vt8, l.keys_pad, D, Hkv, p->batch, l.keys_pad, D * l.keys_pad,
+                                      Hkv * D * l.keys_pad, (int)D, 1})))
+            return st;
+        args.q_factor = (const float *)(ws + l.q_factor);
+        args.v_factor = (const float *)(ws + l.v_factor);
+    } else if ((st = encode_map(encode, &args.q, p, "q", io_map(p, &p->q, p->seqlen_q, p->heads_q, HOPPER_WG_ROWS))) ||
+               (st = encode_map(encode, &args.k, p, "k", io_map(p, &p->k, p->seqlen_kv, p->heads_kv, bn))) ||
+               (st = encode_map(encode, &args.v, p, "v", io_map(p, &p->v, p->seqlen_kv, p->heads_kv, bn))))
+        return st;
+    if ((st = encode_map(encode, &args.o, p, "o", io_map(p, &p->o, p->seqlen_q, p->heads_q, HOPPER_WG_ROWS))))
         return st;
     args.lse = p->lse;
     args.seqlen_q = (int)p->seqlen_q;

@@ -16,8 +16,12 @@ extern "C" {
  * else FATTN_ERR_UNSUPPORTED with a message saying why (dtype, head dim, alignment, architecture). */
 fattn_status fattn_hopper_supported(const fattn_params *p);
 
-/* Enqueues the Hopper forward on stream. Callers check fattn_hopper_supported first. */
-fattn_status fattn_hopper_forward(const fattn_params *p, cudaStream_t stream);
+/* Device workspace the Hopper forward needs (FP8 mode's e4m3 copies and factors; 0 in native mode). */
+size_t fattn_hopper_workspace_size(const fattn_params *p);
+
+/* Enqueues the Hopper forward on stream, with a 256-byte aligned workspace of at least
+ * fattn_hopper_workspace_size(p) bytes. Callers check fattn_hopper_supported first. */
+fattn_status fattn_hopper_forward(const fattn_params *p, void *workspace, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

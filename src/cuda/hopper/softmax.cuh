@@ -11,6 +11,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <math.h>
 
 #include "ptx.cuh"
@@ -93,12 +94,35 @@ template <bool BF16> static __device__ __forceinline__ uint32_t pack2(float lo, 
     }
 }
 
-/* The accumulator layout of two adjacent column groups is exactly wgmma's register layout of a
- * 64x16 A fragment, so P converts in place: p[4kk..4kk+3] feed the k16 step kk of P.V. */
-template <bool BF16, int BN> static __device__ __forceinline__ void probs_to_a(const float *s, uint32_t *p)
+/* Four probabilities as e4m3 bytes (the first in the low byte), scaled by 256 so that p <= 1 uses
+ * e4m3's top binades (the FP8 spec, src/core/fp8.h; the epilogue's factor takes the 256 back). */
+static __device__ __forceinline__ uint32_t pack4_e4m3(float a, float b, float c, float d)
 {
+    const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(a * 256.0f, b * 256.0f), __NV_SATFINITE, __NV_E4M3);
+    const uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(c * 256.0f, d * 256.0f), __NV_SATFINITE, __NV_E4M3);
+    return lo | hi << 16;
+}
+
+/* bf16/fp16: the accumulator layout of two adjacent column groups is exactly wgmma's register
+ * layout of a 64x16 A fragment, so P converts in place: p[4kk..4kk+3] feed the k16 step kk of P.V.
+ * e4m3: a k32 A fragment holds, per row, 4 consecutive k in each of two registers, where the
+ * accumulator holds pairs 8 apart; the thread's values are packed in accumulator order and the
+ * quantisation pass permutes V^T's keys to match (hopper/quantize.cu, fp8_key_of_slot). */
+template <bool BF16, bool FP8, int BN> static __device__ __forceinline__ void probs_to_a(const float *s, uint32_t *p)
+{
+    if constexpr (FP8) {
 #pragma unroll
-    for (int i = 0; i < BN / 4; ++i) p[i] = pack2<BF16>(s[2 * i], s[2 * i + 1]);
+        for (int kk = 0; kk < BN / 32; ++kk) {
+            const float *x = s + 16 * kk;
+            p[4 * kk + 0] = pack4_e4m3(x[0], x[1], x[4], x[5]);
+            p[4 * kk + 1] = pack4_e4m3(x[2], x[3], x[6], x[7]);
+            p[4 * kk + 2] = pack4_e4m3(x[8], x[9], x[12], x[13]);
+            p[4 * kk + 3] = pack4_e4m3(x[10], x[11], x[14], x[15]);
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < BN / 4; ++i) p[i] = pack2<BF16>(s[2 * i], s[2 * i + 1]);
+    }
 }
 
 #endif
