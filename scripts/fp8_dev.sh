@@ -28,12 +28,15 @@ for part in ${PARTS:-fp8 native san bench big}; do
     fp8) run fp8_small 120 build-gpu/tests/gpu/test_gpu_fp8 ;;
     native) run native 300 env FATTN_FORCE_PORTABLE=0 build-gpu/tests/gpu/test_gpu_forward ;;
     san) for tool in memcheck racecheck initcheck synccheck; do
-           run "san_$tool" 120 compute-sanitizer --tool $tool --error-exitcode 9 build-gpu/tests/gpu/test_gpu_fp8
+           run "san_$tool" 100 compute-sanitizer --tool $tool --error-exitcode 9 build-gpu/tests/gpu/test_gpu_fp8
          done ;;
     bench) FATTN_LIBRARY=build-gpu/src/libfattn.so OUT=$OUT run bench 300 python3 bench/gpu_bench.py --fp8 \
              --tag fp8 ${BENCH_ARGS:---only seed d128_16k d128_4k d256_16k gqa}
            cat "$OUT"/bench-fp8.md >>"$S" 2>/dev/null ;;
     big) run fp8_big 300 build-gpu/tests/gpu/test_gpu_fp8 --big ;;
+    prof) FATTN_LIBRARY=build-gpu/src/libfattn.so run prof 120 ncu --metrics gpu__time_duration.sum \
+            python3 bench/fp8_once.py ${PROF_SHAPE:-1,15708,32,128}
+          grep -E "^  [a-z_0-9]+.*\(|gpu__time_duration" "$OUT/prof.log" | paste - - | sed 's/  */ /g' | cut -c1-160 | tee -a "$S" ;;
   esac
 done
 note "total $((SECONDS - t0)) s"

@@ -110,11 +110,16 @@ static __device__ __forceinline__ void quantise_row(const T *src, uint8_t *dst, 
 #pragma unroll
     for (int i = 0; i < EPT; ++i) x[i] = fattn_fp8_scale2(load_f32(src + lane * EPT + i), -e);
     rotate_row<D>(x, lane);
-    uint8_t q[EPT];
+    static_assert(EPT % 4 == 0, "a lane stores whole 32-bit words");
+    uint32_t w[EPT / 4];
 #pragma unroll
-    for (int i = 0; i < EPT; ++i) q[i] = to_e4m3(x[i] * fattn_fp8_c(D));
+    for (int i = 0; i < EPT / 4; ++i) {
+        w[i] = 0;
 #pragma unroll
-    for (int i = 0; i < EPT; ++i) dst[lane * EPT + i] = q[i];
+        for (int j = 0; j < 4; ++j) w[i] |= (uint32_t)to_e4m3(x[4 * i + j] * fattn_fp8_c(D)) << (8 * j);
+    }
+#pragma unroll
+    for (int i = 0; i < EPT / 4; ++i) ((uint32_t *)(dst + lane * EPT))[i] = w[i];
 }
 
 /* grid (Q blocks of 64 rows, heads_q, batch), 128 threads: the block's E, its score factor, then
