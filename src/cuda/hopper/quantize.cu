@@ -256,11 +256,8 @@ static fattn_status quantise(const fattn_params *p, const fp8_layout *l, uint8_t
 template <typename T>
 static fattn_status quantise_dim(const fattn_params *p, const fp8_layout *l, uint8_t *ws, cudaStream_t stream)
 {
-    switch (p->head_dim) {
-    case 64: return quantise<T, 64>(p, l, ws, stream);
-    case 128: return quantise<T, 128>(p, l, ws, stream);
-    default: return quantise<T, 256>(p, l, ws, stream);
-    }
+    if (p->head_dim == 128) return quantise<T, 128>(p, l, ws, stream);
+    return quantise<T, 256>(p, l, ws, stream);
 }
 
 extern "C" fattn_status fattn_fp8_quantise(const fattn_params *p, const fp8_layout *l, void *workspace,

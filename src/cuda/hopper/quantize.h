@@ -26,7 +26,7 @@ typedef struct fp8_layout {
 
 fp8_layout fattn_fp8_layout(const fattn_params *p);
 
-/* Enqueues the pass for validated bf16/fp16 parameters with head_dim 64, 128 or 256 into a
+/* Enqueues the pass for validated bf16/fp16 parameters with head_dim 128 or 256 into a
  * workspace of at least fattn_fp8_layout(p).bytes. */
 fattn_status fattn_fp8_quantise(const fattn_params *p, const fp8_layout *l, void *workspace, cudaStream_t stream);
 
