@@ -4,7 +4,7 @@
  * On a CUDA build with a device whose kernels take the problem, it runs there (default: the
  * seed-like 1x4096x32x128 bf16, BSHD); otherwise on the CPU (default 1x2048x16x128 bf16), with a
  * line saying why. Prints the median time, TFLOP/s, and the relative L2 error over checked rows
- * (all rows of small problems, a random sample of large ones) against DESIGN.md's bound.
+ * (all rows of small problems, a random sample of large ones) against docs/design.md's bound.
  * Exit status 0 when the result is within the bound.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */

@@ -1,7 +1,7 @@
 /*
  * fattn: fused attention for TensorRT, PyTorch and C programs.
  *
- * The one public header of libfattn. Semantics (docs/DESIGN.md):
+ * The one public header of libfattn. Semantics and error rules: docs/design.md.
  *
  *   O[b,s,h,:] = softmax(scale * Q[b,s,h,:] . K[b,t,g,:]^T + mask) . V[b,t,g,:]
  *

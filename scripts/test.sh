@@ -4,7 +4,9 @@
 #   2. a sanitized build (ASan+UBSan, no CUDA) and `ctest -LE python` on it;
 #   3. a plain Release build (CUDA when nvcc is found) and every test on it, `python` label
 #      included;
-#   4. one table (scripts/test_summary.py): every CTest label and every pytest suite of both
+#   4. the shell blocks of README.md and docs/*.md (tests/docs/test_doc_blocks.py), run from
+#      the repository root; FATTN_SKIP_DOCS=1 skips this stage;
+#   5. one table (scripts/test_summary.py): every CTest label and every pytest suite of both
 #      builds with passed / failed / skipped counts and the skip reasons grouped, then what was
 #      not built and why, then the plain total "N passed, N failed, N skipped".
 # The exit status is non-zero if any build or test failed.
@@ -62,6 +64,16 @@ fi
 run_suite release -- -DCMAKE_BUILD_TYPE=Release -DFATTN_ENABLE_CUDA=$cuda \
   "-DFATTN_CUDA_ARCHS=90a-real;80-real"
 
+if [ "${FATTN_SKIP_DOCS:-0}" != 1 ]; then
+  docs=$builds/docs
+  rm -rf "$docs" && mkdir -p "$docs/pytest-reports"
+  summary_args+=("docs=$docs")
+  echo "== docs: every shell block of README.md and docs/*.md"
+  if ! (cd "$root" && python3 -m pytest -q -p no:cacheprovider -rs \
+          --junitxml="$docs/pytest-reports/doc_blocks.xml" tests/docs/test_doc_blocks.py); then
+    status=1
+  fi
+fi
 if [ $status -eq 0 ]; then
   echo "== scripts/test.sh: all builds and tests passed"
 else

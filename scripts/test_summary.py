@@ -7,7 +7,8 @@ skipped counts, the skip reasons grouped, and the parts that were not built.
 Reads, per build folder: ctest-junit.xml (ctest --output-junit), the tests' labels (ctest
 --show-only=json-v1), pytest-reports/*.xml (each pytest suite's own JUnit report, written by the
 tests cmake/FattnTesting.cmake's fattn_add_pytest registers), fattn-parts.tsv (what configure
-built) and fattn-build-failed (test.sh's marker of a failed build). A CTest test that runs pytest
+built) and fattn-build-failed (test.sh's marker of a failed build). A folder with pytest reports
+and no CTest report (the doc-block stage) is counted by its reports alone. A CTest test that runs pytest
 is counted by pytest's cases, every other one as one case under its first label. The last line
 is the plain total, "N passed, N failed, N skipped". Standard library only.
 """
@@ -106,6 +107,13 @@ def summarise(builds):
             rows.append(row)
             continue
         junit = os.path.join(build_dir, "ctest-junit.xml")
+        reports = os.path.join(build_dir, "pytest-reports")
+        if not os.path.exists(junit) and os.path.isdir(reports):
+            # A stage that ran pytest alone (the doc blocks): its reports are the whole story.
+            for name in sorted(os.listdir(reports)):
+                if name.endswith(".xml"):
+                    rows.append(_pytest_row(build, name[:-4], os.path.join(reports, name)))
+            continue
         if not os.path.exists(junit):
             row = Row(build, "ctest")
             row.failed = 1
@@ -113,7 +121,6 @@ def summarise(builds):
             rows.append(row)
             continue
         labels = _labels(build_dir)
-        reports = os.path.join(build_dir, "pytest-reports")
         by_label = collections.OrderedDict()
         pytest_rows = []
         for case in ET.parse(junit).getroot().iter("testcase"):

@@ -329,7 +329,7 @@ DataType trtType(fattn_dtype d)
 }
 
 // Accuracy bound per dtype: fp32 goes through bf16 tensor cores (the portable kernel stages it),
-// so DESIGN.md's 1e-2 applies; fp16 and bf16 keep theirs.
+// so docs/design.md's 1e-2 applies; fp16 and bf16 keep theirs.
 double bound(fattn_dtype d)
 {
     return d == FATTN_DTYPE_F32 ? 1e-2 : tu_design_bound(d);

@@ -11,7 +11,7 @@ import fattn
 HAS_CUDA = torch.cuda.is_available()
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 
-# Relative L2 bounds of DESIGN.md's correctness protocol.
+# Relative L2 bounds of docs/design.md (Correctness bounds).
 TOLERANCE = {torch.float32: 1e-3, torch.float16: 5e-3, torch.bfloat16: 1e-2}
 
 
@@ -75,7 +75,7 @@ def rel_l2(actual, expected):
 
 
 def tolerance(dtype, device):
-    # The CUDA kernels compute fp32 I/O through bf16 tensor cores: DESIGN.md's bound is 1e-2.
+    # The CUDA kernels compute fp32 I/O through bf16 tensor cores: docs/design.md's bound is 1e-2.
     return 1e-2 if dtype == torch.float32 and torch.device(device).type == "cuda" else TOLERANCE[dtype]
 
 

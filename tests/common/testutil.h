@@ -114,7 +114,7 @@ int tu_check_output(const tu_problem *pr, const void *out_host, const float *lse
  * one line describing the case and the figures either way. */
 int tu_check_passes(const tu_problem *pr, const tu_check *c, double bound, double lse_bound);
 
-/* The relative L2 bound DESIGN.md sets for a dtype in native mode (1e-3, 5e-3, 1e-2). */
+/* The relative L2 bound docs/design.md sets for a dtype in native mode (1e-3, 5e-3, 1e-2). */
 double tu_design_bound(fattn_dtype dtype);
 
 #ifdef __cplusplus

@@ -61,7 +61,7 @@ static const fwd_case cases[] = {
     {1, 200, 333, 2, 2, 64, 1, TU_BHSD, 7, 0, 4},
 };
 
-/* Tighter than DESIGN.md's GPU bounds: the reference sees the same rounded inputs, so what is
+/* Tighter than docs/design.md's bounds: the reference sees the same rounded inputs, so what is
  * left is fp32 accumulation (f32) or the output's own rounding (f16, bf16). */
 static double bound_for(fattn_dtype dtype)
 {

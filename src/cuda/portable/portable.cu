@@ -128,7 +128,7 @@ extern "C" fattn_status fattn_portable_supported(const fattn_params *p, int devi
 }
 
 /* fp32 staging: one thread turns 8 floats of a strided [B,S,H,D] view into 8 bf16 of a compact
- * BSHD copy, so the tensor-core kernel reads 16-bit tiles (error bound 1e-2, DESIGN.md). */
+ * BSHD copy, so the tensor-core kernel reads 16-bit tiles (error bound 1e-2, docs/design.md). */
 __global__ void fattn_stage_bf16(const float *src, int64_t sb, int64_t ss, int64_t sh,
                                  uint16_t *dst, int64_t seqlen, int64_t heads, int64_t d,
                                  int64_t nvec)
