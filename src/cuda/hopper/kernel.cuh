@@ -94,7 +94,10 @@ static __device__ __forceinline__ void reset_rows(const hopper_args *a, const ho
 {
     if constexpr (FP8) {
         const int blocks = (a->seqlen_q + HOPPER_WG_ROWS - 1) / HOPPER_WG_ROWS;
-        f[0] = a->q_factor[((size_t)t->batch * a->heads_q + t->head) * blocks + t->m0 / HOPPER_WG_ROWS + wg];
+        /* a warpgroup whose rows all lie past seqlen_q computes rows that are never stored; it
+         * takes the last block's factor rather than reading past the head's */
+        const int blk = min(t->m0 / HOPPER_WG_ROWS + wg, blocks - 1);
+        f[0] = a->q_factor[((size_t)t->batch * a->heads_q + t->head) * blocks + blk];
         f[1] = a->v_factor[(size_t)t->batch * (a->heads_q / a->group) + t->head_kv];
     } else {
         f[0] = a->scale_log2;
