@@ -138,6 +138,17 @@ FATTN_API fattn_status fattn_cuda_workspace_size(const fattn_params *params, siz
 FATTN_API fattn_status fattn_cuda_supported(const fattn_params *params);
 
 /*
+ * Whether some GPU that libfattn's CUDA kernels run on (compute capability 8.0 or newer) has a
+ * kernel for these parameters, asking no device: for ahead-of-time decisions on a machine without
+ * the GPU that will run the call (e.g. a TensorRT engine build on a build server). FATTN_OK means
+ * such a GPU exists, not that the current one is it; fattn_cuda_supported answers for the current
+ * device. FATTN_ERR_UNSUPPORTED says why no GPU would serve them. Validates like
+ * fattn_cuda_supported, pointers included (alignment decides the kernel; no memory is read).
+ * fattn_cuda_workspace_size is device-independent too: its size covers whichever kernel runs.
+ */
+FATTN_API fattn_status fattn_cuda_supported_any(const fattn_params *params);
+
+/*
  * CUDA forward on the given stream (NULL is the legacy default stream). Tensors are device
  * pointers. Enqueues work only: no allocation, no synchronisation, safe under CUDA graph capture.
  * workspace must hold fattn_cuda_workspace_size() bytes and be 256-byte aligned (cudaMalloc's

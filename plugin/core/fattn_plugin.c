@@ -643,12 +643,25 @@ fattn_status fattn_plugin_configure(const fattn_plugin_config *config,
             return st;
         fill_params(config, io[IO_Q].dtype, s, NULL, NULL, &p[extreme]);
     }
-    st = from_fattn(fattn_cuda_supported(&p[0]), err,
-                    "no fattn GPU kernel at the profile's min shapes", &p[0]);
-    if (st == FATTN_OK)
-        st = from_fattn(fattn_cuda_supported(&p[1]), err,
-                        "no fattn GPU kernel at the profile's max shapes", &p[1]);
-    return st;
+    static const char *const no_kernel[2][2] = {
+        {"no fattn GPU kernel for any GPU at the profile's min shapes",
+         "no fattn GPU kernel for any GPU at the profile's max shapes"},
+        {"no fattn GPU kernel on this device at the profile's min shapes",
+         "no fattn GPU kernel on this device at the profile's max shapes"}};
+    for (int extreme = 0; extreme < 2; ++extreme)
+        if ((st = from_fattn(fattn_cuda_supported_any(&p[extreme]), err, no_kernel[0][extreme],
+                             &p[extreme])) != FATTN_OK)
+            return st;
+    /* A device that answers must serve the profile too; one that cannot be asked (a build server
+     * without a GPU or driver) leaves the choice to onShapeChange on the device that runs it. */
+    for (int extreme = 0; extreme < 2; ++extreme) {
+        const fattn_status here = fattn_cuda_supported(&p[extreme]);
+        if (here == FATTN_ERR_CUDA)
+            break;
+        if ((st = from_fattn(here, err, no_kernel[1][extreme], &p[extreme])) != FATTN_OK)
+            return st;
+    }
+    return FATTN_OK;
 }
 
 fattn_status fattn_plugin_workspace_size(const fattn_plugin_config *config,

@@ -193,8 +193,11 @@ FATTN_PLUGIN_API int fattn_plugin_supports_format(int32_t pos, const fattn_plugi
 
 /*
  * configurePlugin: types, formats, and shapes at the profile's min and max; then asks libfattn
- * whether a GPU kernel serves both extremes in this mode on the current device (so an
- * unsupported mode, e.g. FP8 before it exists, fails the build here with libfattn's reason).
+ * whether a kernel on some GPU serves both extremes in this mode (fattn_cuda_supported_any), so a
+ * call no fattn kernel serves anywhere fails the build here with libfattn's reason. Where the
+ * current device can be queried it must serve them too (fattn_cuda_supported); where it cannot
+ * (no GPU or driver: an ahead-of-time build server), the kernel is chosen at onShapeChange and
+ * enqueue on the device that runs the engine.
  */
 FATTN_PLUGIN_API fattn_status fattn_plugin_configure(const fattn_plugin_config *config,
                                                      const fattn_plugin_dyn_tensor *inputs,
@@ -202,7 +205,8 @@ FATTN_PLUGIN_API fattn_status fattn_plugin_configure(const fattn_plugin_config *
                                                      const fattn_plugin_dyn_tensor *outputs,
                                                      int32_t nb_outputs, fattn_plugin_error *err);
 
-/* Device workspace for the profile's max shapes (libfattn's size for them). */
+/* Device workspace for the profile's max shapes: libfattn's fattn_cuda_workspace_size, which
+ * asks no device and covers whichever kernel serves them. */
 FATTN_PLUGIN_API fattn_status fattn_plugin_workspace_size(const fattn_plugin_config *config,
                                                           const fattn_plugin_dyn_tensor *inputs,
                                                           int32_t nb_inputs, size_t *bytes,

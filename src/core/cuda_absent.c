@@ -23,6 +23,14 @@ fattn_status fattn_cuda_supported(const fattn_params *params)
     return fattn_fail(FATTN_ERR_UNSUPPORTED, NO_CUDA_MESSAGE);
 }
 
+fattn_status fattn_cuda_supported_any(const fattn_params *params)
+{
+    fattn_status st = fattn_validate(params);
+    if (st)
+        return st;
+    return fattn_fail(FATTN_ERR_UNSUPPORTED, NO_CUDA_MESSAGE);
+}
+
 fattn_status fattn_cuda_forward(const fattn_params *params, void *workspace,
                                 size_t workspace_bytes, struct CUstream_st *stream)
 {

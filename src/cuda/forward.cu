@@ -82,6 +82,19 @@ extern "C" fattn_status fattn_cuda_supported(const fattn_params *params)
     return st;
 }
 
+extern "C" fattn_status fattn_cuda_supported_any(const fattn_params *params)
+{
+    fattn_status st = fattn_validate(params);
+    if (st)
+        return st;
+    /* The portable kernel's reason is the one reported: it serves every shape Hopper's does. */
+    if (fattn_hopper_serves(params) != FATTN_OK)
+        st = fattn_portable_serves(params);
+    if (st == FATTN_OK)
+        fattn_clear_error();
+    return st;
+}
+
 extern "C" fattn_status fattn_cuda_forward(const fattn_params *params, void *workspace,
                                           size_t workspace_bytes, struct CUstream_st *stream)
 {

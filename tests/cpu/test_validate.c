@@ -46,8 +46,8 @@ static void expect_reject(const char *rule, const fattn_params *p, fattn_status 
                           const char *field, const char *value)
 {
     snapshot();
-    fattn_status got[4] = {fattn_validate(p), FATTN_OK, FATTN_OK, FATTN_OK};
-    char msg[4][512];
+    fattn_status got[5] = {fattn_validate(p), FATTN_OK, FATTN_OK, FATTN_OK, FATTN_OK};
+    char msg[5][512];
     snprintf(msg[0], sizeof msg[0], "%s", fattn_last_error());
     got[1] = fattn_cpu_forward(p, 2);
     snprintf(msg[1], sizeof msg[1], "%s", fattn_last_error());
@@ -55,9 +55,11 @@ static void expect_reject(const char *rule, const fattn_params *p, fattn_status 
     snprintf(msg[2], sizeof msg[2], "%s", fattn_last_error());
     got[3] = fattn_cuda_supported(p);
     snprintf(msg[3], sizeof msg[3], "%s", fattn_last_error());
-    const char *entry[4] = {"fattn_validate", "fattn_cpu_forward", "fattn_cuda_forward",
-                            "fattn_cuda_supported"};
-    for (int i = 0; i < 4; i++) {
+    got[4] = fattn_cuda_supported_any(p);
+    snprintf(msg[4], sizeof msg[4], "%s", fattn_last_error());
+    const char *entry[5] = {"fattn_validate", "fattn_cpu_forward", "fattn_cuda_forward",
+                            "fattn_cuda_supported", "fattn_cuda_supported_any"};
+    for (int i = 0; i < 5; i++) {
         EXPECT(got[i] == want, "%s via %s: status %s, want %s (%s)", rule, entry[i],
                fattn_status_name(got[i]), fattn_status_name(want), msg[i]);
         EXPECT(strstr(msg[i], field) != NULL, "%s via %s: message \"%s\" does not name %s", rule,
@@ -267,6 +269,44 @@ static void test_api_facts(void)
            "success did not clear the message");
 }
 
+/* fattn_cuda_supported_any asks no device, so its answers are the same on every machine: the
+ * kernels' rules in a CUDA build, "no CUDA support" in one without. */
+static void test_supported_any(void)
+{
+    void *fake[4];
+    for (int i = 0; i < 4; i++)
+        fake[i] = (void *)((uintptr_t)(i + 1) << 44);
+    fattn_params p;
+    fattn_params_bshd(&p, 1, 300, 300, 8, 2, 128, FATTN_DTYPE_BF16, fake[0], fake[1], fake[2],
+                      fake[3]);
+    size_t ws = 0;
+    const int have_cuda = fattn_cuda_workspace_size(&p, &ws) == FATTN_OK;
+    fattn_status st = fattn_cuda_supported_any(&p);
+    if (!have_cuda) {
+        EXPECT(st == FATTN_ERR_UNSUPPORTED && strstr(fattn_last_error(), "no CUDA support"),
+               "supported_any without CUDA: %s (%s)", fattn_status_name(st), fattn_last_error());
+        return;
+    }
+    EXPECT(st == FATTN_OK && fattn_last_error()[0] == '\0', "bf16 d128: %s (%s)",
+           fattn_status_name(st), fattn_last_error());
+    p.dtype = FATTN_DTYPE_F32;
+    p.head_dim = 96;
+    st = fattn_cuda_supported_any(&p);
+    EXPECT(st == FATTN_OK, "fp32 d96 (portable kernel only): %s (%s)", fattn_status_name(st),
+           fattn_last_error());
+    p.head_dim = 80;
+    st = fattn_cuda_supported_any(&p);
+    EXPECT(st == FATTN_ERR_UNSUPPORTED && strstr(fattn_last_error(), "head_dim (80)"),
+           "d80: %s (%s)", fattn_status_name(st), fattn_last_error());
+    fattn_params_bshd(&p, 1, 300, 300, 8, 2, 64, FATTN_DTYPE_F16, fake[0], fake[1], fake[2],
+                      fake[3]);
+    p.q.data = (char *)fake[0] + 2;
+    st = fattn_cuda_supported_any(&p);
+    EXPECT(st == FATTN_ERR_UNSUPPORTED && strstr(fattn_last_error(), "q.data"),
+           "q 2 bytes off 16-byte alignment: %s (%s)", fattn_status_name(st), fattn_last_error());
+    printf("fattn_cuda_supported_any: bf16 d128 and fp32 d96 served; d80 and a misaligned q refused\n");
+}
+
 int main(void)
 {
     tu_rng rng;
@@ -279,6 +319,7 @@ int main(void)
     test_api_facts();
     test_fields();
     test_accepted_views();
+    test_supported_any();
     /* The base problem itself runs and writes everything. */
     EXPECT(fattn_cpu_forward(&base.params, 0) == FATTN_OK, "base problem: %s", fattn_last_error());
     tu_check c;

@@ -90,7 +90,7 @@ static fattn_status check_tensor(const char *name, const fattn_tensor *t, int64_
     return FATTN_OK;
 }
 
-extern "C" fattn_status fattn_hopper_supported(const fattn_params *p)
+extern "C" fattn_status fattn_hopper_serves(const fattn_params *p)
 {
     const int fp8 = p->mode == FATTN_MODE_FP8;
     if (p->dtype != FATTN_DTYPE_BF16 && p->dtype != FATTN_DTYPE_F16)
@@ -121,7 +121,13 @@ extern "C" fattn_status fattn_hopper_supported(const fattn_params *p)
         if ((st = check_tensor("v", &p->v, p->seqlen_kv, p->heads_kv, p->batch, elem)) != FATTN_OK) return st;
     }
     if ((st = check_tensor("o", &p->o, p->seqlen_q, p->heads_q, p->batch, elem)) != FATTN_OK) return st;
+    return FATTN_OK;
+}
 
+extern "C" fattn_status fattn_hopper_supported(const fattn_params *p)
+{
+    fattn_status st = fattn_hopper_serves(p);
+    if (st != FATTN_OK) return st;
     int dev = 0, major = 0, minor = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||

@@ -12,6 +12,10 @@
 extern "C" {
 #endif
 
+/* The Hopper kernel's rules for these (already validated) parameters, asking no device: FATTN_OK
+ * when an sm_90 GPU would run them on this kernel, else FATTN_ERR_UNSUPPORTED with the reason. */
+fattn_status fattn_hopper_serves(const fattn_params *p);
+
 /* FATTN_OK when the Hopper kernel serves these (already validated) parameters on the current device,
  * else FATTN_ERR_UNSUPPORTED with a message saying why (dtype, head dim, alignment, architecture). */
 fattn_status fattn_hopper_supported(const fattn_params *p);

@@ -73,23 +73,15 @@ static fattn_status fattn_check_alignment(const char *name, const fattn_tensor *
     return FATTN_OK;
 }
 
-extern "C" fattn_status fattn_portable_supported(const fattn_params *p, int device)
+/* The largest per-block shared memory any GPU of compute capability 8.0 or newer offers: 227 KB
+ * on sm90 and sm100 (sm80: 163 KB, sm86/89/120: 99 KB). */
+#define FATTN_MAX_SMEM_OPTIN (227 * 1024)
+
+/* The portable kernel's rules with `smem_optin` bytes of shared memory per block, on `device`
+ * (-1: the most capable GPU, for questions asked without one). */
+static fattn_status fattn_portable_rules(const fattn_params *p, int smem_optin, int device)
 {
-    int major = 0, minor = 0, smem_optin = 0;
     fattn_status st;
-    if ((st = fattn_cuda_check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device),
-                               "cudaDeviceGetAttribute(compute capability)")))
-        return st;
-    if ((st = fattn_cuda_check(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device),
-                               "cudaDeviceGetAttribute(compute capability)")))
-        return st;
-    if ((st = fattn_cuda_check(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
-                               "cudaDeviceGetAttribute(shared memory per block)")))
-        return st;
-    if (major < 8)
-        return fattn_fail(FATTN_ERR_UNSUPPORTED,
-                          "device %d has compute capability %d.%d; the CUDA kernels need 8.0 or newer",
-                          device, major, minor);
     if (p->mode != FATTN_MODE_NATIVE)
         return fattn_fail(FATTN_ERR_UNSUPPORTED,
                           "mode (%d): FP8 attention has no CUDA kernel yet", (int)p->mode);
@@ -98,6 +90,11 @@ extern "C" fattn_status fattn_portable_supported(const fattn_params *p, int devi
         return fattn_fail(FATTN_ERR_UNSUPPORTED,
                           "head_dim (%lld) has no CUDA kernel; supported: 64, 96, 128, 192, 256",
                           (long long)p->head_dim);
+    if (smem > (size_t)smem_optin && device < 0)
+        return fattn_fail(FATTN_ERR_UNSUPPORTED,
+                          "head_dim (%lld) needs %zu bytes of shared memory per block; no GPU "
+                          "offers more than %d",
+                          (long long)p->head_dim, smem, smem_optin);
     if (smem > (size_t)smem_optin)
         return fattn_fail(FATTN_ERR_UNSUPPORTED,
                           "head_dim (%lld) needs %zu bytes of shared memory per block; device %d "
@@ -125,6 +122,31 @@ extern "C" fattn_status fattn_portable_supported(const fattn_params *p, int devi
         (st = fattn_check_alignment("o", &p->o, esize)))
         return st;
     return FATTN_OK;
+}
+
+extern "C" fattn_status fattn_portable_supported(const fattn_params *p, int device)
+{
+    int major = 0, minor = 0, smem_optin = 0;
+    fattn_status st;
+    if ((st = fattn_cuda_check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device),
+                               "cudaDeviceGetAttribute(compute capability)")))
+        return st;
+    if ((st = fattn_cuda_check(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device),
+                               "cudaDeviceGetAttribute(compute capability)")))
+        return st;
+    if ((st = fattn_cuda_check(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+                               "cudaDeviceGetAttribute(shared memory per block)")))
+        return st;
+    if (major < 8)
+        return fattn_fail(FATTN_ERR_UNSUPPORTED,
+                          "device %d has compute capability %d.%d; the CUDA kernels need 8.0 or newer",
+                          device, major, minor);
+    return fattn_portable_rules(p, smem_optin, device);
+}
+
+extern "C" fattn_status fattn_portable_serves(const fattn_params *p)
+{
+    return fattn_portable_rules(p, FATTN_MAX_SMEM_OPTIN, -1);
 }
 
 /* fp32 staging: one thread turns 8 floats of a strided [B,S,H,D] view into 8 bf16 of a compact
