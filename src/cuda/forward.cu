@@ -1,5 +1,6 @@
 /* CUDA entry points of fattn.h: validation, device query, and the choice between the Hopper
  * kernel and the portable one. Host code only. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,12 +88,18 @@ extern "C" fattn_status fattn_cuda_supported_any(const fattn_params *params)
     fattn_status st = fattn_validate(params);
     if (st)
         return st;
-    /* The portable kernel's reason is the one reported: it serves every shape Hopper's does. */
-    if (fattn_hopper_serves(params) != FATTN_OK)
+    char hopper[256], portable[256];
+    if ((st = fattn_hopper_serves(params)) != FATTN_OK) {
+        snprintf(hopper, sizeof hopper, "%s", fattn_last_error());
         st = fattn_portable_serves(params);
-    if (st == FATTN_OK)
+    }
+    if (st == FATTN_OK) {
         fattn_clear_error();
-    return st;
+        return FATTN_OK;
+    }
+    /* Both kernels' reasons: neither serves every call the other does (FP8 is Hopper's alone). */
+    snprintf(portable, sizeof portable, "%s", fattn_last_error());
+    return fattn_fail(st, "%s; %s", portable, hopper);
 }
 
 extern "C" fattn_status fattn_cuda_forward(const fattn_params *params, void *workspace,
