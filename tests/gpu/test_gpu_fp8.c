@@ -203,7 +203,7 @@ static int run_case(const fp8_case *c, gpu_rng *rng)
                 const int64_t rows = c->rows ? c->rows : c->sq;
                 for (int64_t r = 0; r < rows; r++) {
                     const int64_t i = c->rows ? (int64_t)(gpu_rng_next(rng) % (uint64_t)c->sq) : r;
-                    row_refs rr = {refs, refs + D, refs + 2 * D};
+                    row_refs rr = {refs, refs + D, refs + 2 * D, 0.0};
                     reference_row(c, q, k, v, kq, vq, ek, ev, b, h, i, &rr, s3, s3 + c->skv, s3 + 2 * c->skv);
                     const float *got = o + at(c, c->sq, c->hq, b, i, h);
                     const double lg = lse[(b * c->hq + h) * c->sq + i];
