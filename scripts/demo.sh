@@ -4,11 +4,15 @@
 # against a float64 reference and prints the time. Arguments go to fattn-demo (--help lists
 # them). The build goes to $FATTN_DEMO_BUILD (default: build-demo/ in the repository); its
 # progress and any compiler errors go to stderr, the demo's own output to stdout.
+# FATTN_ENABLE_CUDA=OFF builds without the CUDA kernels even where nvcc is found.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${FATTN_DEMO_BUILD:-$root/build-demo}
 cuda=OFF
-if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
+why="nvcc not found"
+if [ "${FATTN_ENABLE_CUDA:-ON}" = OFF ]; then
+  why="FATTN_ENABLE_CUDA=OFF"
+elif command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
   cuda=ON
   export PATH=$PATH:/usr/local/cuda/bin
 fi
@@ -20,7 +24,7 @@ if [ ! -e "$build/examples/fattn-demo" ]; then
   if [ $cuda = ON ]; then
     echo "demo.sh: first build in $build, with the CUDA kernels (nvcc found): a few minutes" >&2
   else
-    echo "demo.sh: first build in $build (CPU only: nvcc not found)" >&2
+    echo "demo.sh: first build in $build (CPU only: $why)" >&2
   fi
 fi
 log=$(mktemp)

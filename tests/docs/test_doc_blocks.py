@@ -9,7 +9,13 @@ when it is missing:
     tensorrt   TensorRT's headers: $TENSORRT_ROOT holding include/NvInferRuntime.h
     trtexec    TensorRT's trtexec on PATH
     libfuzzer  clang able to link -fsanitize=fuzzer
+    cuda       a build with the CUDA kernels (see below)
     ci         the block is .ci/run's own command (scripts/test.sh): running it here would recurse
+
+On a machine without a GPU the blocks build CPU-only (FATTN_ENABLE_CUDA=OFF in their
+environment, which CMake and scripts/demo.sh take as the default): scripts/test.sh's release
+build already compiles the CUDA kernels once, and compiling them again for each block would
+triple the run. FATTN_DOCS_CUDA=1 keeps CUDA on anyway; blocks marked ``cuda`` need it.
 
 Other blocks (``text``, ``python``, ...) are not commands. A fence without an info string fails
 the test: every block must say which it is. pip installs go to a throwaway virtual environment
@@ -73,6 +79,10 @@ def _have_libfuzzer():
                           input=probe, capture_output=True, text=True).returncode == 0
 
 
+def _cuda_builds():
+    return os.environ.get("FATTN_DOCS_CUDA") == "1" or _need_met("gpu")
+
+
 NEEDS = {
     "gpu": (_have_gpu, "needs a CUDA device"),
     "tensorrt": (lambda: os.path.exists(os.path.join(os.environ.get("TENSORRT_ROOT", "/nonexistent"),
@@ -80,6 +90,7 @@ NEEDS = {
                  "needs TensorRT's headers ($TENSORRT_ROOT/include)"),
     "trtexec": (lambda: shutil.which("trtexec") is not None, "needs TensorRT's trtexec"),
     "libfuzzer": (_have_libfuzzer, "needs clang with libFuzzer"),
+    "cuda": (lambda: _cuda_builds(), "needs a CUDA build (no GPU here; FATTN_DOCS_CUDA=1 forces one)"),
     "ci": (lambda: False, "is .ci/run's own command (it runs this harness)"),
 }
 
@@ -122,6 +133,8 @@ def test_shell_block(block, venv):
     env = dict(os.environ, VIRTUAL_ENV=str(venv),
                PATH=f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}")
     env.pop("PYTHONHOME", None)
+    if not _cuda_builds():
+        env["FATTN_ENABLE_CUDA"] = "OFF"
     print(f"--- {path}:{line}\n{text}", flush=True)
     run = subprocess.run(["bash", "-euo", "pipefail", "-c", text], cwd=REPO, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1500)
