@@ -26,7 +26,7 @@ def test_pip_builds_a_wheel_that_carries_libfattn(tmp_path):
                     "cmake.define.FATTN_ENABLE_CUDA=OFF", PACKAGE_ROOT], check=True, timeout=600)
     (wheel,) = (tmp_path / "dist").iterdir()
     names = set(zipfile.ZipFile(wheel).namelist())
-    for module in ("__init__", "capi", "ops", "functional", "export"):
+    for module in ("__init__", "capi", "ops", "functional", "export", "trt"):
         assert f"fattn/{module}.py" in names
     assert "fattn/lib/libfattn.so" in names
     site = tmp_path / "site"
