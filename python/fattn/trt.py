@@ -328,8 +328,9 @@ class Engine:
                 plan = f.read()
         if not torch.cuda.is_available():
             raise EngineError("no CUDA device: a TensorRT engine runs on a GPU")
-        self.device = (torch.device(device) if device is not None
-                       else torch.device("cuda", torch.cuda.current_device()))
+        self.device = torch.device(device if device is not None else "cuda")
+        if self.device.index is None:  # "cuda" means the current device, compared by index below
+            self.device = torch.device("cuda", torch.cuda.current_device())
         with torch.cuda.device(self.device):
             self.runtime = trt.Runtime(log.trt_logger)
             self.engine = self.runtime.deserialize_cuda_engine(plan)
