@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fattn.h"
+
 static inline float fattn_bits_to_f32(uint32_t bits)
 {
     float f;
@@ -60,6 +62,37 @@ static inline uint16_t fattn_f32_to_f16(float f)
     else /* subnormals and zero: adding 0.5 lines the value up on fp16's 2^-24 grid, RNE */
         h = fattn_f32_to_bits(fattn_bits_to_f32(a) + 0.5f) - 0x3f000000u;
     return (uint16_t)(h | sign);
+}
+
+/* n elements of a row of dtype at base + offset (elements) to fp32, and back with RNE. */
+static inline void fattn_load_row(const void *base, int64_t offset, fattn_dtype dtype, int64_t n, float *dst)
+{
+    if (dtype == FATTN_DTYPE_F32) {
+        memcpy(dst, (const float *)base + offset, (size_t)n * sizeof(float));
+    } else if (dtype == FATTN_DTYPE_F16) {
+        const uint16_t *src = (const uint16_t *)base + offset;
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = fattn_f16_to_f32(src[i]);
+    } else {
+        const uint16_t *src = (const uint16_t *)base + offset;
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = fattn_bf16_to_f32(src[i]);
+    }
+}
+
+static inline void fattn_store_row(void *base, int64_t offset, fattn_dtype dtype, int64_t n, const float *src)
+{
+    if (dtype == FATTN_DTYPE_F32) {
+        memcpy((float *)base + offset, src, (size_t)n * sizeof(float));
+    } else if (dtype == FATTN_DTYPE_F16) {
+        uint16_t *dst = (uint16_t *)base + offset;
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = fattn_f32_to_f16(src[i]);
+    } else {
+        uint16_t *dst = (uint16_t *)base + offset;
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = fattn_f32_to_bf16(src[i]);
+    }
 }
 
 #endif

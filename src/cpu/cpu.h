@@ -43,4 +43,11 @@ void fattn_cpu_item_avx512(const fattn_cpu_plan *plan, fattn_cpu_scratch *ws, in
  * FATTN_CPU_ISA applied: lets a test that asks for a variant know whether it got it. */
 const char *fattn_cpu_kernel_name(void);
 
+/* Runs run(args + t * arg_size) for t in 0..count, t = 0 on the calling thread, and waits for all.
+ * run takes its work from a shared counter, so a thread that cannot start costs only speed. */
+void fattn_cpu_parallel(int64_t count, void *(*run)(void *), void *args, size_t arg_size);
+
+/* FATTN_MODE_FP8 (src/cpu/fp8.c) on validated parameters, over up to `threads` threads. */
+fattn_status fattn_cpu_forward_fp8(const fattn_params *params, int64_t threads);
+
 #endif

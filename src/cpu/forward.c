@@ -45,7 +45,6 @@ static float *scratch_alloc(const fattn_cpu_plan *plan, fattn_cpu_scratch *ws)
 }
 
 typedef struct worker {
-    pthread_t thread;
     const fattn_cpu_plan *plan;
     fattn_cpu_scratch ws;
     float *memory;
@@ -118,6 +117,20 @@ const char *fattn_cpu_kernel_name(void)
     return "generic";
 }
 
+void fattn_cpu_parallel(int64_t count, void *(*run)(void *), void *args, size_t arg_size)
+{
+    pthread_t *threads = count > 1 ? malloc((size_t)(count - 1) * sizeof *threads) : NULL;
+    int64_t started = 0;
+    /* A thread that cannot be started (or recorded) just leaves its share to the others. */
+    while (threads && started < count - 1 &&
+           pthread_create(&threads[started], NULL, run, (char *)args + (started + 1) * arg_size) == 0)
+        started++;
+    run(args);
+    for (int64_t t = 0; t < started; t++)
+        pthread_join(threads[t], NULL);
+    free(threads);
+}
+
 /* CPUs this process may run on (its affinity mask, which containers and taskset narrow), else
  * the online count. */
 static int64_t usable_cpus(void)
@@ -135,13 +148,11 @@ fattn_status fattn_cpu_forward(const fattn_params *params, int num_threads)
     fattn_status st = fattn_validate(params);
     if (st)
         return st;
-    if (params->mode == FATTN_MODE_FP8)
-        return fattn_fail(FATTN_ERR_UNSUPPORTED,
-                          "mode (%d, FATTN_MODE_FP8) is not supported by the CPU forward",
-                          (int)params->mode);
     if (num_threads < 0)
         return fattn_fail(FATTN_ERR_INVALID_ARGUMENT, "num_threads (%d) must not be negative",
                           num_threads);
+    if (params->mode == FATTN_MODE_FP8)
+        return fattn_cpu_forward_fp8(params, num_threads ? num_threads : usable_cpus());
 
     fattn_cpu_plan plan;
     plan.p = *params;
@@ -185,16 +196,7 @@ fattn_status fattn_cpu_forward(const fattn_params *params, int num_threads)
         }
     }
 
-    /* A thread that cannot be started just leaves its share to the others. */
-    int64_t started = 1;
-    for (int64_t t = 1; t < threads; t++) {
-        if (pthread_create(&workers[t].thread, NULL, worker_run, &workers[t]) != 0)
-            break;
-        started++;
-    }
-    worker_run(&workers[0]);
-    for (int64_t t = 1; t < started; t++)
-        pthread_join(workers[t].thread, NULL);
+    fattn_cpu_parallel(threads, worker_run, workers, sizeof *workers);
     for (int64_t t = 0; t < threads; t++)
         free(workers[t].memory);
     free(workers);

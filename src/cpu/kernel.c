@@ -123,36 +123,6 @@ static inline void micro_tile(int64_t kdim, const float *a, int64_t a_rs, int64_
             vstore(c + r * ldc + v * VW, acc[r][v]);
 }
 
-static void load_row(const void *base, int64_t offset, fattn_dtype dtype, int64_t n, float *dst)
-{
-    if (dtype == FATTN_DTYPE_F32) {
-        memcpy(dst, (const float *)base + offset, (size_t)n * sizeof(float));
-    } else if (dtype == FATTN_DTYPE_F16) {
-        const uint16_t *src = (const uint16_t *)base + offset;
-        for (int64_t i = 0; i < n; i++)
-            dst[i] = fattn_f16_to_f32(src[i]);
-    } else {
-        const uint16_t *src = (const uint16_t *)base + offset;
-        for (int64_t i = 0; i < n; i++)
-            dst[i] = fattn_bf16_to_f32(src[i]);
-    }
-}
-
-static void store_row(void *base, int64_t offset, fattn_dtype dtype, int64_t n, const float *src)
-{
-    if (dtype == FATTN_DTYPE_F32) {
-        memcpy((float *)base + offset, src, (size_t)n * sizeof(float));
-    } else if (dtype == FATTN_DTYPE_F16) {
-        uint16_t *dst = (uint16_t *)base + offset;
-        for (int64_t i = 0; i < n; i++)
-            dst[i] = fattn_f32_to_f16(src[i]);
-    } else {
-        uint16_t *dst = (uint16_t *)base + offset;
-        for (int64_t i = 0; i < n; i++)
-            dst[i] = fattn_f32_to_bf16(src[i]);
-    }
-}
-
 static inline int64_t min64(int64_t a, int64_t b)
 {
     return a < b ? a : b;
@@ -232,7 +202,7 @@ void ITEM_FN(const fattn_cpu_plan *plan, fattn_cpu_scratch *ws, int64_t item)
     const int64_t diag = i0 + plan->kv_shift;
 
     for (int64_t r = 0; r < rows; r++) {
-        load_row(p->q.data, b * p->q.stride_batch + (i0 + r) * p->q.stride_seq + h * p->q.stride_head,
+        fattn_load_row(p->q.data, b * p->q.stride_batch + (i0 + r) * p->q.stride_seq + h * p->q.stride_head,
                  p->dtype, d, ws->row);
         for (int64_t k = 0; k < d; k++)
             ws->q_t[k * ldq + r] = ws->row[k];
@@ -265,14 +235,14 @@ void ITEM_FN(const fattn_cpu_plan *plan, fattn_cpu_scratch *ws, int64_t item)
             ldk = p->k.stride_seq;
         } else {
             for (int64_t c = 0; c < cols; c++)
-                load_row(p->k.data, k_at + c * p->k.stride_seq, p->dtype, d, ws->k + c * dp);
+                fattn_load_row(p->k.data, k_at + c * p->k.stride_seq, p->dtype, d, ws->k + c * dp);
         }
         if (f32 && d == dn) {
             vb = (const float *)p->v.data + v_at;
             ldv = p->v.stride_seq;
         } else {
             for (int64_t c = 0; c < cols; c++)
-                load_row(p->v.data, v_at + c * p->v.stride_seq, p->dtype, d, ws->v + c * dp);
+                fattn_load_row(p->v.data, v_at + c * p->v.stride_seq, p->dtype, d, ws->v + c * dp);
         }
         /* Rows before j0 - diag see none of this block: they are skipped (P = 0, alpha = 1). */
         int64_t r_lo = p->causal ? max64(0, j0 - diag) : 0;
@@ -304,7 +274,7 @@ void ITEM_FN(const fattn_cpu_plan *plan, fattn_cpu_scratch *ws, int64_t item)
             for (int64_t k = 0; k < d; k++)
                 out[k] = 0.0f;
         }
-        store_row(p->o.data, b * p->o.stride_batch + (i0 + r) * p->o.stride_seq + h * p->o.stride_head,
+        fattn_store_row(p->o.data, b * p->o.stride_batch + (i0 + r) * p->o.stride_seq + h * p->o.stride_head,
                   p->dtype, d, out);
         if (p->lse) {
             float lse = l > 0.0f ? (ws->m[r] + log2f(l)) * 0.6931471805599453f : -INFINITY;

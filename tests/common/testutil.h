@@ -110,6 +110,11 @@ typedef struct tu_check {
 int tu_check_output(const tu_problem *pr, const void *out_host, const float *lse_host,
                     tu_check *result);
 
+/* The same against another reference with tu_reference's signature (e.g. tu_fp8_reference). */
+typedef int (*tu_reference_fn)(const fattn_params *params, double *out, double *lse);
+int tu_check_output_with(const tu_problem *pr, const void *out_host, const float *lse_host,
+                         tu_reference_fn reference, tu_check *c);
+
 /* rel_l2 <= bound, lse within lse_bound, everything written and nothing else: 1 if so. Prints
  * one line describing the case and the figures either way. */
 int tu_check_passes(const tu_problem *pr, const tu_check *c, double bound, double lse_bound);

@@ -1,0 +1,261 @@
+/* float64 FP8-mode references (fp8ref.h). */
+#include "fp8ref.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "core/fp8.h"
+#include "testutil.h"
+
+#define Q_ROWS 64     /* query rows per Q scale */
+#define KEY_BLOCK 128
+#define FATTN_HEAD_DIM_MAX_REF 256 /* keys per online-softmax step: P is rounded against this running max */
+
+static const uint64_t sign_words[4] = {0x243F6A8885A308D3ull, 0x13198A2E03707344ull,
+                                       0xA4093822299F31D0ull, 0x082EFA98EC4E6C89ull};
+
+static double e4m3(double x)
+{
+    return fattn_fp8_e4m3_to_float(fattn_fp8_e4m3_rn((float)x));
+}
+
+/* The seed's cast: no saturation, so what would round beyond 448 is NaN. */
+static double e4m3_bare(double x)
+{
+    return fabs(x) >= 464.0 ? NAN : e4m3(x);
+}
+
+static int exponent_of(double amax)
+{
+    int e;
+    if (amax == 0.0 || !isfinite(amax))
+        return 0;
+    frexp(amax, &e);
+    return e - 1;
+}
+
+static int64_t at(const fattn_tensor *t, int64_t b, int64_t s, int64_t h, int64_t d)
+{
+    return b * t->stride_batch + s * t->stride_seq + h * t->stride_head + d;
+}
+
+static double get(const fattn_params *p, const fattn_tensor *t, int64_t b, int64_t s, int64_t h,
+                  int64_t d)
+{
+    return tu_get(t->data, at(t, b, s, h, d), p->dtype);
+}
+
+static int64_t chunk_of(int64_t D)
+{
+    int64_t n = 1;
+    while (D % (2 * n) == 0)
+        n *= 2;
+    return n;
+}
+
+/* x = e4m3(R(x * 2^-e) * c). The transform runs in fp32, stage by stage, as the definition
+ * says: a rotation in double would round a few values to the other e4m3 neighbour. */
+static void quantise_rotated(double *x, int64_t D, int e)
+{
+    const int64_t n = chunk_of(D);
+    const double c = pow(2.0, floor(log2(224.0 / (double)n)));
+    float t[FATTN_HEAD_DIM_MAX_REF];
+    for (int64_t d = 0; d < D; d++)
+        t[d] = (float)ldexp(x[d], -e) * (((sign_words[d / 64] >> (d % 64)) & 1) ? -1.0f : 1.0f);
+    for (int64_t h = 1; h < n; h *= 2)
+        for (int64_t start = 0; start < D; start += 2 * h)
+            for (int64_t j = start; j < start + h; j++) {
+                const float lo = t[j], hi = t[j + h];
+                t[j] = lo + hi;
+                t[j + h] = lo - hi;
+            }
+    for (int64_t d = 0; d < D; d++)
+        x[d] = e4m3((double)t[d] * c);
+}
+
+static int64_t visible_keys(const fattn_params *p, int64_t i)
+{
+    int64_t v = p->causal ? i + p->seqlen_kv - p->seqlen_q + 1 : p->seqlen_kv;
+    return v > p->seqlen_kv ? p->seqlen_kv : v;
+}
+
+static double scale_of(const fattn_params *p)
+{
+    return p->scale != 0.0f ? (double)p->scale : 1.0 / sqrt((double)p->head_dim);
+}
+
+typedef struct kv8 {
+    double *k, *v;      /* [slot][key][D], e4m3 values */
+    int *ek, *ev;
+    int *k_inf, *v_inf;
+} kv8;
+
+static void quantise_kv(const fattn_params *p, kv8 *kv)
+{
+    const int64_t D = p->head_dim, S = p->seqlen_kv;
+    for (int64_t b = 0; b < p->batch; b++)
+        for (int64_t g = 0; g < p->heads_kv; g++) {
+            const int64_t slot = b * p->heads_kv + g;
+            double ka = 0, va = 0;
+            for (int64_t s = 0; s < S; s++)
+                for (int64_t d = 0; d < D; d++) {
+                    double k = fabs(get(p, &p->k, b, s, g, d)), v = fabs(get(p, &p->v, b, s, g, d));
+                    ka = k > ka ? k : ka; /* NaN passed over */
+                    va = v > va ? v : va;
+                }
+            kv->ek[slot] = exponent_of(ka);
+            kv->ev[slot] = exponent_of(va);
+            kv->k_inf[slot] = isinf(ka);
+            kv->v_inf[slot] = isinf(va);
+            for (int64_t s = 0; s < S; s++) {
+                double *k = kv->k + (slot * S + s) * D, *v = kv->v + (slot * S + s) * D;
+                for (int64_t d = 0; d < D; d++) {
+                    k[d] = get(p, &p->k, b, s, g, d);
+                    v[d] = e4m3(ldexp(get(p, &p->v, b, s, g, d), 7 - kv->ev[slot]));
+                }
+                quantise_rotated(k, D, kv->ek[slot]);
+            }
+        }
+}
+
+/* One query row given its e4m3 values q8 and the factors of its Q block and K/V head. */
+static void attend_row(const fattn_params *p, const kv8 *kv, int64_t slot, int64_t i,
+                       const double *q8, double factor, double v_factor, double *acc,
+                       double *out, double *lse)
+{
+    const int64_t D = p->head_dim, S = p->seqlen_kv, visible = visible_keys(p, i);
+    if (visible <= 0) {
+        for (int64_t d = 0; d < D; d++)
+            out[d] = 0.0;
+        if (lse)
+            *lse = -INFINITY;
+        return;
+    }
+    double m = -INFINITY, l = 0;
+    for (int64_t d = 0; d < D; d++)
+        acc[d] = 0;
+    for (int64_t j0 = 0; j0 < visible; j0 += KEY_BLOCK) {
+        const int64_t j1 = j0 + KEY_BLOCK < visible ? j0 + KEY_BLOCK : visible;
+        double s[KEY_BLOCK], mx = -INFINITY;
+        for (int64_t t = j0; t < j1; t++) {
+            const double *k = kv->k + (slot * S + t) * D;
+            double dot = 0;
+            for (int64_t d = 0; d < D; d++)
+                dot += q8[d] * k[d];
+            s[t - j0] = dot * factor;
+            mx = fmax(mx, s[t - j0]);
+        }
+        const double m_new = fmax(m, mx);
+        const double alpha = m == -INFINITY ? 0.0 : exp2(m - m_new);
+        l *= alpha;
+        for (int64_t d = 0; d < D; d++)
+            acc[d] *= alpha;
+        for (int64_t t = j0; t < j1; t++) {
+            const double pr = exp2(s[t - j0] - m_new), p8 = e4m3(pr * 256.0);
+            const double *v = kv->v + (slot * S + t) * D;
+            l += pr;
+            for (int64_t d = 0; d < D; d++)
+                acc[d] += p8 * v[d];
+        }
+        m = m_new;
+    }
+    for (int64_t d = 0; d < D; d++)
+        out[d] = acc[d] * v_factor / l;
+    if (lse)
+        *lse = (m + log2(l)) * log(2.0);
+}
+
+int tu_fp8_reference(const fattn_params *p, double *out, double *lse)
+{
+    const int64_t D = p->head_dim, S = p->seqlen_kv, slots = p->batch * p->heads_kv;
+    const size_t kv_n = (size_t)(slots * S * D);
+    kv8 kv = {malloc(kv_n * sizeof(double)), malloc(kv_n * sizeof(double)),
+              malloc((size_t)slots * sizeof(int)), malloc((size_t)slots * sizeof(int)),
+              malloc((size_t)slots * sizeof(int)), malloc((size_t)slots * sizeof(int))};
+    double *q8 = malloc((size_t)(Q_ROWS * D) * sizeof(double));
+    double *acc = malloc((size_t)D * sizeof(double));
+    int rc = -1;
+    if (!kv.k || !kv.v || !kv.ek || !kv.ev || !kv.k_inf || !kv.v_inf || !q8 || !acc)
+        goto done;
+    quantise_kv(p, &kv);
+    const int64_t n = chunk_of(D);
+    const double c = pow(2.0, floor(log2(224.0 / (double)n)));
+    for (int64_t b = 0; b < p->batch; b++)
+        for (int64_t h = 0; h < p->heads_q; h++) {
+            const int64_t slot = b * p->heads_kv + h / (p->heads_q / p->heads_kv);
+            for (int64_t i0 = 0; i0 < p->seqlen_q; i0 += Q_ROWS) {
+                const int64_t rows = p->seqlen_q - i0 < Q_ROWS ? p->seqlen_q - i0 : Q_ROWS;
+                double qa = 0;
+                for (int64_t r = 0; r < rows; r++)
+                    for (int64_t d = 0; d < D; d++) {
+                        q8[r * D + d] = get(p, &p->q, b, i0 + r, h, d);
+                        qa = fabs(q8[r * D + d]) > qa ? fabs(q8[r * D + d]) : qa;
+                    }
+                const int eq = exponent_of(qa);
+                for (int64_t r = 0; r < rows; r++)
+                    quantise_rotated(q8 + r * D, D, eq);
+                /* base-2 logits; an infinite amax has no scale and poisons what it reaches */
+                double factor = scale_of(p) / log(2.0) * ldexp(1.0, eq + kv.ek[slot]) / (c * c * n);
+                double v_factor = ldexp(1.0, kv.ev[slot] - 7) / 256.0;
+                if (isinf(qa) || kv.k_inf[slot])
+                    factor = NAN;
+                if (kv.v_inf[slot])
+                    v_factor = NAN;
+                for (int64_t r = 0; r < rows; r++) {
+                    const int64_t i = i0 + r;
+                    attend_row(p, &kv, slot, i, q8 + r * D, factor, v_factor, acc,
+                               out + ((b * p->seqlen_q + i) * p->heads_q + h) * D,
+                               lse ? lse + (b * p->heads_q + h) * p->seqlen_q + i : NULL);
+                }
+            }
+        }
+    rc = 0;
+done:
+    free(kv.k);
+    free(kv.v);
+    free(kv.ek);
+    free(kv.ev);
+    free(kv.k_inf);
+    free(kv.v_inf);
+    free(q8);
+    free(acc);
+    return rc;
+}
+
+int tu_fp8_bare_row(const fattn_params *p, int64_t b, int64_t h, int64_t i, double *out)
+{
+    const int64_t D = p->head_dim, visible = visible_keys(p, i);
+    const int64_t g = h / (p->heads_q / p->heads_kv);
+    double *s = malloc((size_t)(visible > 0 ? visible : 1) * sizeof(double));
+    double *q8 = malloc((size_t)D * sizeof(double)), *acc = malloc((size_t)D * sizeof(double));
+    if (!s || !q8 || !acc) {
+        free(s);
+        free(q8);
+        free(acc);
+        return -1;
+    }
+    for (int64_t d = 0; d < D; d++) {
+        q8[d] = e4m3_bare(get(p, &p->q, b, i, h, d));
+        acc[d] = 0;
+    }
+    double mx = -INFINITY, sum = 0;
+    for (int64_t t = 0; t < visible; t++) {
+        double dot = 0;
+        for (int64_t d = 0; d < D; d++)
+            dot += q8[d] * e4m3_bare(get(p, &p->k, b, t, g, d));
+        s[t] = dot * scale_of(p);
+        mx = fmax(mx, s[t]);
+    }
+    for (int64_t t = 0; t < visible; t++) {
+        const double pr = exp(s[t] - mx), p8 = e4m3_bare(pr);
+        sum += pr;
+        for (int64_t d = 0; d < D; d++)
+            acc[d] += p8 * e4m3_bare(get(p, &p->v, b, t, g, d));
+    }
+    for (int64_t d = 0; d < D; d++)
+        out[d] = visible > 0 ? acc[d] / sum : 0.0;
+    free(s);
+    free(q8);
+    free(acc);
+    return 0;
+}

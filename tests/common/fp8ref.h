@@ -1,0 +1,30 @@
+/*
+ * float64 references for FP8 mode (mode 1), written from the definition (docs/architecture.md)
+ * independently of the library's code: amax exponents by frexp, scores, online softmax and P V
+ * in double; only the rotation runs in fp32 as the definition says. The rounding to e4m3 is
+ * fattn's (src/core/fp8.h, itself checked against double arithmetic by test_cpu_fp8).
+ *
+ *  - tu_fp8_reference: the FP8 semantics, what fattn's FP8 mode computes up to fp32 rounding and
+ *    the order of its sums. Out and LSE laid out as tu_reference's.
+ *  - tu_fp8_bare_row: the seed's method for comparison: Q, K and V cast to e4m3 as they are (no
+ *    scale: |x| >= 464 becomes NaN, as torch's float8_e4m3fn cast does), exact softmax in double,
+ *    P cast bare, O = sum p8 v8 / sum p.
+ */
+#ifndef FATTN_FP8REF_H
+#define FATTN_FP8REF_H
+
+#include "fattn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Returns 0, or -1 when memory runs out. */
+int tu_fp8_reference(const fattn_params *params, double *out, double *lse);
+int tu_fp8_bare_row(const fattn_params *params, int64_t b, int64_t h, int64_t i, double *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
