@@ -33,8 +33,9 @@ def flash_attn_func(q, k, v, softmax_scale=None, causal=False, *, window_size=(-
 
     causal is bottom-right aligned (as FA2/FA3). With return_attn_probs, returns (out, lse) with
     lse fp32 [B, Hq, Sq], as FA3 does. mode=1 asks for FP8 attention with I/O in the input dtype
-    (FA3 takes FP8 inputs and descales instead); no libfattn kernel serves it yet, so it raises
-    FattnError FATTN_ERR_UNSUPPORTED. Sliding windows and softcap are not implemented and raise.
+    (FA3 takes FP8 inputs and descales instead): Q, K, V and P quantised to e4m3 inside libfattn
+    (include/fattn.h); CUDA devices without an FP8 kernel raise FattnError FATTN_ERR_UNSUPPORTED.
+    Sliding windows and softcap are not implemented and raise.
     Forward only: no gradient flows.
     """
     if tuple(window_size) != (-1, -1):

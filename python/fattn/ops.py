@@ -155,8 +155,9 @@ def forward(q, k, v, mode=capi.MODE_NATIVE, scale=0.0, causal=False, return_lse=
 @torch.library.custom_op("attn::custom_attn", mutates_args=(), device_types=("cpu", "cuda"))
 def custom_attn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mode: int) -> torch.Tensor:
     """The plugin's operator: softmax(Q K^T / sqrt(D)) V over BSHD inputs, mode 0 (input
-    precision) or 1 (FP8 attention: no libfattn kernel serves it yet, so it raises FattnError
-    FATTN_ERR_UNSUPPORTED). See the module docstring for copies."""
+    precision) or 1 (FP8 attention, quantised inside libfattn: CPU tensors always, CUDA ones where
+    the device has an FP8 kernel, else FattnError FATTN_ERR_UNSUPPORTED). See the module
+    docstring for copies."""
     return forward(q, k, v, mode)[0]
 
 

@@ -123,11 +123,21 @@ def test_empty_sizes(device):
     assert torch.isneginf(lse).all()
 
 
-def test_fp8_on_cpu_is_unsupported():
-    q = torch.randn(1, 4, 2, 16)
-    with pytest.raises(fattn.FattnError, match="UNSUPPORTED") as err:
-        fattn.custom_attn(q, q, q, 1)
-    assert err.value.status == capi.ERR_UNSUPPORTED
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+def test_fp8_mode_on_cpu(gen, dtype):
+    """mode 1 on CPU tensors: e4m3's 3-bit mantissa bounds the error (about 5e-2 on N(0, 1)),
+    whatever the inputs' magnitude, and inputs far beyond e4m3's 448 stay finite."""
+    q, k, v = _qkv(gen, (1, 300, 300, 4, 2, 128, False), dtype, "cpu")
+    out = fattn.custom_attn(q, k, v, 1)
+    err = rel_l2(out, reference(q, k, v)[0])
+    assert err <= 6e-2, f"FP8 relative L2 error {err:.3e}"
+    assert not torch.equal(out, fattn.custom_attn(q, k, v, 0)), "mode 1 computed natively"
+    big = fattn.custom_attn(q * 1000, k * 1000, v * 1000, 1)
+    assert torch.isfinite(big).all()
+    out, lse = fattn.flash_attn_func(q, k, v, causal=True, return_attn_probs=True, mode=1)
+    ref_out, ref_lse = reference(q, k, v, causal=True)
+    assert rel_l2(out, ref_out) <= 6e-2
+    assert (lse - ref_lse).abs().max().item() <= 0.15  # logits carry e4m3 error too
 
 
 @pytest.mark.cuda
@@ -140,7 +150,7 @@ def test_fp8_mode_on_gpu_is_accurate_or_unsupported(gen, poison, dtype):
         assert err.status == capi.ERR_UNSUPPORTED, err
         pytest.skip(f"FP8 mode unsupported here: {err}")
     err = rel_l2(out, reference(q, k, v)[0])
-    assert err <= 3e-2, f"FP8 relative L2 error {err:.3e}"
+    assert err <= 6e-2, f"FP8 relative L2 error {err:.3e}"
 
 
 @pytest.mark.cuda
