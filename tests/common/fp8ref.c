@@ -2,6 +2,7 @@
 #include "fp8ref.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "core/fp8.h"
@@ -258,4 +259,33 @@ int tu_fp8_bare_row(const fattn_params *p, int64_t b, int64_t h, int64_t i, doub
     free(q8);
     free(acc);
     return 0;
+}
+
+int tu_cpu_forward_reference(const fattn_params *params, double *out, double *lse)
+{
+    fattn_params p = *params;
+    const int64_t n = p.batch * p.seqlen_q * p.heads_q * p.head_dim;
+    const int64_t rows = p.batch * p.heads_q * p.seqlen_q;
+    void *o = malloc((size_t)n * fattn_dtype_size(p.dtype));
+    float *l = lse ? malloc((size_t)rows * sizeof(float)) : NULL;
+    fattn_status st = FATTN_ERR_OUT_OF_MEMORY;
+    if (o && (!lse || l)) {
+        /* contiguous BSHD, tu_reference's layout */
+        p.o = (fattn_tensor){o, p.seqlen_q * p.heads_q * p.head_dim, p.heads_q * p.head_dim,
+                             p.head_dim};
+        p.lse = l;
+        st = fattn_cpu_forward(&p, 0);
+    }
+    if (st == FATTN_OK) {
+        for (int64_t i = 0; i < n; i++)
+            out[i] = tu_get(o, i, p.dtype);
+        for (int64_t i = 0; lse && i < rows; i++)
+            lse[i] = l[i];
+    } else {
+        fprintf(stderr, "tu_cpu_forward_reference: %s: %s\n", fattn_status_name(st),
+                fattn_last_error());
+    }
+    free(o);
+    free(l);
+    return st == FATTN_OK ? 0 : -1;
 }

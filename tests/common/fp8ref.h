@@ -9,6 +9,7 @@
  *  - tu_fp8_bare_row: the seed's method for comparison: Q, K and V cast to e4m3 as they are (no
  *    scale: |x| >= 464 becomes NaN, as torch's float8_e4m3fn cast does), exact softmax in double,
  *    P cast bare, O = sum p8 v8 / sum p.
+ *  - tu_cpu_forward_reference: libfattn's own CPU result, for GPU tests of FP8 mode.
  */
 #ifndef FATTN_FP8REF_H
 #define FATTN_FP8REF_H
@@ -22,6 +23,11 @@ extern "C" {
 /* Returns 0, or -1 when memory runs out. */
 int tu_fp8_reference(const fattn_params *params, double *out, double *lse);
 int tu_fp8_bare_row(const fattn_params *params, int64_t b, int64_t h, int64_t i, double *out);
+
+/* The library's CPU forward (fattn_cpu_forward, params' mode, all CPUs) as a reference with
+ * tu_reference's signature: what a GPU's FP8 result is compared with, up to exp2's rounding.
+ * params' host buffers are read, not written. Returns 0, or -1 (message on stderr). */
+int tu_cpu_forward_reference(const fattn_params *params, double *out, double *lse);
 
 #ifdef __cplusplus
 }

@@ -84,7 +84,9 @@ static fattn_status fattn_portable_rules(const fattn_params *p, int smem_optin, 
     fattn_status st;
     if (p->mode != FATTN_MODE_NATIVE)
         return fattn_fail(FATTN_ERR_UNSUPPORTED,
-                          "mode (%d): FP8 attention has no CUDA kernel yet", (int)p->mode);
+                          "mode (%d, FP8): the portable kernel has no FP8 path (no FP8 mma before "
+                          "sm_89; untested on Ada); the Hopper kernel and the CPU serve it",
+                          (int)p->mode);
     const size_t smem = fattn_smem_for_dim(p->head_dim);
     if (smem == 0)
         return fattn_fail(FATTN_ERR_UNSUPPORTED,
