@@ -29,13 +29,14 @@ typedef struct gcase {
     int64_t B, Sq, Skv, Hq, Hkv, D;
     fattn_dtype dt;
     int causal, layout, lse;
+    fattn_mode mode;
     float scale;
     float magnitude;  /* inputs ~ N(0, magnitude^2) */
     int rows_checked; /* query rows checked per (b, h) pair; 0 = all rows of all pairs */
     int pairs_checked;
 } gcase;
 
-static int failures, passes;
+static int failures, passes, skips;
 
 #define CUDA_OK(call)                                                                              \
     do {                                                                                           \
@@ -176,6 +177,7 @@ static void fail(const gcase *c, const char *what)
 
 static void run_case(const gcase *c, uint64_t seed)
 {
+    float *cpu_o = NULL, *cpu_lse = NULL; /* FP8 mode's CPU result */
     gpu_rng rng;
     gpu_rng_seed(&rng, seed);
     host_tensor q, k, v;
@@ -232,8 +234,28 @@ static void run_case(const gcase *c, uint64_t seed)
     memset(p, 0, sizeof *p);
     p->batch = c->B, p->seqlen_q = c->Sq, p->seqlen_kv = c->Skv;
     p->heads_q = c->Hq, p->heads_kv = c->Hkv, p->head_dim = c->D;
-    p->dtype = c->dt, p->mode = FATTN_MODE_NATIVE, p->causal = c->causal, p->scale = c->scale;
+    p->dtype = c->dt, p->mode = c->mode, p->causal = c->causal, p->scale = c->scale;
     p->q = tq, p->k = tk, p->v = tv, p->o = to, p->lse = g.dlse;
+    const int fp8 = c->mode == FATTN_MODE_FP8;
+    if (fp8 && fattn_cuda_supported(p) == FATTN_ERR_UNSUPPORTED) {
+        printf("skip %-58s no FP8 kernel for it on this device: %s\n", c->name, fattn_last_error());
+        skips++;
+        goto out;
+    }
+    /* FP8 mode's reference is libfattn's CPU FP8 forward on the same values (fp32 I/O, which
+     * quantises them identically); the GPU differs from it by exp2's rounding and sum order. */
+    if (fp8) {
+        fattn_params hp;
+        cpu_o = (float *)host_alloc((size_t)(c->B * c->Sq * c->Hq * c->D) * sizeof(float));
+        cpu_lse = (float *)host_alloc((size_t)(c->B * c->Hq * c->Sq) * sizeof(float));
+        fattn_params_bshd(&hp, c->B, c->Sq, c->Skv, c->Hq, c->Hkv, c->D, FATTN_DTYPE_F32, q.val,
+                          k.val, v.val, cpu_o);
+        hp.mode = FATTN_MODE_FP8, hp.causal = c->causal, hp.scale = c->scale, hp.lse = cpu_lse;
+        if (fattn_cpu_forward(&hp, 0) != FATTN_OK) {
+            fail(c, fattn_last_error());
+            goto out;
+        }
+    }
 
     fattn_status st = fattn_cuda_workspace_size(p, &g.ws_bytes);
     if (st != FATTN_OK) {
@@ -279,7 +301,7 @@ static void run_case(const gcase *c, uint64_t seed)
     } else {
         /* Every output element written (and no NaN), then the error on the checked rows. */
         int64_t unwritten = 0, lse_bad = 0, checked = 0;
-        double err2 = 0, ref2 = 0, lse_err = 0;
+        double err2 = 0, ref2 = 0, lse_err = 0, cpu_err2 = 0, cpu2 = 0;
         double *ref = (double *)host_alloc((size_t)c->D * sizeof(double));
         double *scores = (double *)host_alloc((size_t)c->Skv * sizeof(double));
         float *row = (float *)host_alloc((size_t)c->D * sizeof(float));
@@ -310,17 +332,25 @@ static void run_case(const gcase *c, uint64_t seed)
                                   : ri == 0      ? 0
                                   : ri == 1      ? c->Sq - 1
                                                  : (int64_t)(gpu_rng_next(&pick) % (uint64_t)c->Sq);
-                const double lse_ref = reference_row(c, &q, &k, &v, b, h, i, ref, scores);
+                const double lse_row = reference_row(c, &q, &k, &v, b, h, i, ref, scores);
                 const size_t off = (size_t)(b * to.stride_batch + i * to.stride_seq +
                                             h * to.stride_head);
                 gpu_load(c->dt, first + off * es, row, c->D);
+                const float *cpu_row = fp8 ? cpu_o + ((b * c->Sq + i) * c->Hq + h) * c->D : NULL;
                 for (int64_t d = 0; d < c->D; d++) {
                     double e = (double)row[d] - ref[d];
                     err2 += e * e;
                     ref2 += ref[d] * ref[d];
+                    if (fp8) {
+                        cpu_err2 += ((double)row[d] - cpu_row[d]) * ((double)row[d] - cpu_row[d]);
+                        cpu2 += (double)cpu_row[d] * cpu_row[d];
+                    }
                 }
                 if (c->lse) {
                     const float got = lse_first[(b * c->Hq + h) * c->Sq + i];
+                    /* FP8's LSE carries e4m3's error in the logits: held to the CPU's */
+                    const double lse_ref = fp8 ? (double)cpu_lse[(b * c->Hq + h) * c->Sq + i]
+                                               : lse_row;
                     if (isinf(lse_ref)) {
                         if (!(isinf(got) && got < 0))
                             lse_bad++;
@@ -340,11 +370,15 @@ static void run_case(const gcase *c, uint64_t seed)
                 if (isnan(lse_first[i]))
                     lse_bad++;
         const double rel = ref2 > 0 ? sqrt(err2 / ref2) : sqrt(err2);
+        const double rel_cpu = cpu2 > 0 ? sqrt(cpu_err2 / cpu2) : sqrt(cpu_err2);
+        /* FP8 vs float64: e4m3's own error (about 5.3e-2 on N(0, 1)) */
+        const double tol = fp8 ? 6e-2 : tolerance(c->dt);
         char msg[512];
-        snprintf(msg, sizeof msg, "rel_l2 %.2e (tol %.0e) rows %lld unwritten %lld lse_bad %lld lse_err %.1e",
-                 rel, tolerance(c->dt), (long long)checked, (long long)unwritten,
-                 (long long)lse_bad, lse_err);
-        if (unwritten || lse_bad || !(rel <= tolerance(c->dt)))
+        int n = snprintf(msg, sizeof msg, "rel_l2 %.2e (tol %.0e) rows %lld unwritten %lld lse_bad %lld lse_err %.1e",
+                         rel, tol, (long long)checked, (long long)unwritten, (long long)lse_bad, lse_err);
+        if (fp8)
+            snprintf(msg + n, sizeof msg - (size_t)n, "; vs CPU FP8 rel_l2 %.2e (tol 1e-2)", rel_cpu);
+        if (unwritten || lse_bad || !(rel <= tol) || (fp8 && !(rel_cpu <= 1e-2)))
             fail(c, msg);
         else {
             printf("ok   %-58s %s\n", c->name, msg);
@@ -359,6 +393,8 @@ static void run_case(const gcase *c, uint64_t seed)
     free(lse_first);
     free(lse_again);
 out:
+    free(cpu_o);
+    free(cpu_lse);
     cudaFree(g.dq);
     cudaFree(g.dk);
     cudaFree(g.dv);
@@ -526,6 +562,24 @@ int main(int argc, char **argv)
                 cases[n++] = make(3, 130, 130, 2, 2, D, dt, 1, L_BSHD, 1);
             }
         }
+    /* FP8 mode (where the device has an FP8 kernel; else each case is skipped with the reason):
+     * head dims, causal both ways, GQA/MQA, odd lengths, every layout, LSE. */
+    const int64_t fp8_dims[] = {64, 128, 256};
+    for (int di = 0; di < 3; di++)
+        for (int ti = 0; ti < 2; ti++) {
+            const int64_t D = fp8_dims[di];
+            gcase f[] = {make(2, 1, 1, 2, 2, D, dts[ti], 0, L_BSHD, 1),
+                         make(2, 200, 200, 4, 4, D, dts[ti], 1, L_QKV, 1),
+                         make(1, 77, 300, 8, 2, D, dts[ti], 1, L_PADDED, 1),
+                         make(1, 300, 77, 8, 1, D, dts[ti], 1, L_BSHD, 1),
+                         make(2, 129, 65, 8, 1, D, dts[ti], 0, L_BHSD, 0),
+                         make(4, 700, 100, 16, 4, D, dts[ti], 1, L_BHSD, 1)};
+            for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+                f[i].mode = FATTN_MODE_FP8;
+                strncat(f[i].name, " fp8", sizeof f[i].name - strlen(f[i].name) - 1);
+                cases[n++] = f[i];
+            }
+        }
     /* Larger magnitudes stress the running maximum and the rescaling. */
     {
         gcase c = make(1, 190, 333, 4, 2, 128, FATTN_DTYPE_BF16, 0, L_BSHD, 1);
@@ -565,6 +619,7 @@ int main(int argc, char **argv)
     /* The refusal cases are all named "refuse: ...": a filter that is part of "refuse" selects them. */
     if (!filter || strstr("refuse", filter))
         run_refusals();
-    printf("summary: %d passed, %d failed (seed %llu)\n", passes, failures, (unsigned long long)seed);
+    printf("summary: %d passed, %d failed, %d skipped (seed %llu)\n", passes, failures, skips,
+           (unsigned long long)seed);
     return failures ? 1 : 0;
 }
