@@ -139,12 +139,13 @@ def test_export_emits_exactly_the_plugin_node(tmp_path, exporter, route):
             assert dims[:2] == ["batch", "seq"]
 
 
+@pytest.mark.parametrize("exporter", ["export_onnx", "dynamo", "legacy"])
 @pytest.mark.parametrize("route, expected", [
     ("fp8", {"mode": ("INT", 1)}),
     ("flash", {"mode": ("INT", 0), "causal": ("INT", 1), "scale": ("FLOAT", 0.125)}),
 ])
-def test_export_fields_beyond_mode(tmp_path, route, expected):
-    _, path = _export(tmp_path, route, "export_onnx")
+def test_export_fields_beyond_mode(tmp_path, route, expected, exporter):
+    _, path = _export(tmp_path, route, exporter)
     onnx.checker.check_model(str(path), full_check=True)
     node = _plugin_node(onnx.load(str(path)))
     attrs = _attributes(node)
