@@ -64,8 +64,7 @@ static __device__ __forceinline__ void write_output(const hopper_args *a, const 
         for (int h = 0; h < 2; ++h) {
             int row = row0 + r0 + 8 * h;
             if (row < a->seqlen_q) {
-                /* FP8 mode's row sums carry P's scale of 256 (softmax.cuh) */
-                float v = l[h] > 0.0f ? (m[h] * f[0] + log2f(l[h]) - f[2]) * ln2 : -INFINITY;
+                float v = l[h] > 0.0f ? (m[h] * f[0] + log2f(l[h])) * ln2 : -INFINITY;
                 a->lse[((size_t)t->batch * a->heads_q + t->head) * a->seqlen_q + row] = v;
             }
         }

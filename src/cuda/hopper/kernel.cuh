@@ -41,8 +41,7 @@ static __device__ __forceinline__ void turn_pass(int to)
 
 /* The consumer's state between key blocks: O accumulator, running max and sum, the rescale factors
  * still owed to O, the scores S (or the probabilities P, packed for P V), and the tile's factors f:
- * f[0] turns raw scores into base-2 logits, f[1] multiplies O in the epilogue, f[2] is log2 of the
- * factor the row sums carry (FP8's 256). */
+ * f[0] turns raw scores into base-2 logits, f[1] multiplies O in the epilogue. */
 #define CONSUMER_STATE float *o, float *m, float *l, float *alpha, float *s, uint32_t *p, float *f
 #define CONSUMER_STATE_ARGS o, m, l, alpha, s, p, f
 
@@ -83,7 +82,7 @@ static __device__ __forceinline__ void scores_done(const hopper_smem *c, int tid
     if (lane == 0) mbar_arrive(c->k_empty + 8 * (it % STAGES));
     if (HOPPER_O_SEPARATE(D, FP8) && j == n - 1 && lane == 0) mbar_arrive(c->q_empty + 8 * slot);
     if (j >= first_masked) mask_scores<BN>(s, j * BN + 2 * (lane % 4), last);
-    online_softmax<BN, FP8>(s, m, l, alpha, f[0]);
+    online_softmax<BN>(s, m, l, alpha, f[0]);
 }
 
 /* A fresh tile: O, max and sum reset (a new tile's first P V then only adds to zeros), and the
@@ -100,11 +99,9 @@ static __device__ __forceinline__ void reset_rows(const hopper_args *a, const ho
         const int blk = min(t->m0 / HOPPER_WG_ROWS + wg, blocks - 1);
         f[0] = a->q_factor[((size_t)t->batch * a->heads_q + t->head) * blocks + blk];
         f[1] = a->v_factor[(size_t)t->batch * (a->heads_q / a->group) + t->head_kv];
-        f[2] = FP8_LOG2_P_SCALE;
     } else {
         f[0] = a->scale_log2;
         f[1] = 1.0f;
-        f[2] = 0.0f;
     }
 #pragma unroll
     for (int i = 0; i < D / 2; ++i) o[i] = 0.0f;
@@ -228,7 +225,7 @@ static __device__ __forceinline__ void consume(const hopper_args *a, int wg, int
                                                const hopper_smem *c)
 {
     constexpr int QB = HOPPER_Q_BUFS(D);
-    float o[D / 2], m[2], l[2], alpha[2], s[BN / 2], f[3];
+    float o[D / 2], m[2], l[2], alpha[2], s[BN / 2], f[2];
     uint32_t p[HOPPER_P_REGS(BN, FP8)];
     hopper_tile t, next;
     if (wg == NWG - 1) turn_pass(0); /* warpgroup 0 issues first */

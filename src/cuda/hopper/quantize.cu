@@ -184,8 +184,7 @@ __global__ void __launch_bounds__(256) fp8_quant_v_kernel(view<T> v, fp8_layout 
     __shared__ uint8_t tile[V_KEYS][D + 4];
     const int slot = b * lay.heads_kv + g;
     const int ev = fattn_fp8_exponent(__uint_as_float(amax[gridDim.z * lay.heads_kv + slot]));
-    /* no 1/256 for P's scale: the kernel's row sums already carry it (softmax.cuh) */
-    if (blockIdx.x == 0 && threadIdx.x == 0) v_factor[slot] = fattn_fp8_scale2(1.0f, ev - FP8_V_SHIFT);
+    if (blockIdx.x == 0 && threadIdx.x == 0) v_factor[slot] = fattn_fp8_scale2(1.0f / 256.0f, ev - FP8_V_SHIFT);
     for (int i = threadIdx.x; i < V_KEYS * D; i += blockDim.x) {
         const int t = i / D, d = i % D;
         tile[t][d] = t0 + t < lay.seqlen_kv

@@ -16,9 +16,6 @@
 
 #include "ptx.cuh"
 
-/* log2 of fp8.h's FATTN_FP8_P_SCALE (256) */
-#define FP8_LOG2_P_SCALE 8.0f
-
 /* Sets to -inf every score whose key column exceeds its row's last visible key.
  * col0: key index of this thread's first column; last[h]: last visible key of row half h. */
 template <int BN>
@@ -46,10 +43,8 @@ static __device__ __forceinline__ float quad_sum(float x)
 }
 
 /* Updates the running max m[2] and partial sums l[2] with block s, turns s into probabilities
- * in place, and returns the factors alpha[2] by which the O accumulator rows must be rescaled.
- * FP8 mode wants 256 p for its e4m3 rounding (fp8.h): the 256 goes into the exponent as +8, which
- * saves a multiply per score; l then sums 256 p, and the epilogue's factors account for it. */
-template <int BN, bool FP8>
+ * in place, and returns the factors alpha[2] by which the O accumulator rows must be rescaled. */
+template <int BN>
 static __device__ __forceinline__ void online_softmax(float *s, float *m, float *l, float *alpha,
                                                       float scale_log2)
 {
@@ -63,7 +58,6 @@ static __device__ __forceinline__ void online_softmax(float *s, float *m, float 
          * probabilities at exp2(-inf) = 0 instead of NaN. */
         float ms = mx == -INFINITY ? 0.0f : mx * scale_log2;
         alpha[h] = ex2_approx(m[h] * scale_log2 - ms);
-        if (FP8) ms -= FP8_LOG2_P_SCALE;
         m[h] = mx;
         float sum = 0.0f;
 #pragma unroll
@@ -100,12 +94,12 @@ template <bool BF16> static __device__ __forceinline__ uint32_t pack2(float lo, 
     }
 }
 
-/* Four probabilities, already scaled by 256 (online_softmax), as e4m3 bytes, the first in the low
- * byte. */
+/* Four probabilities as e4m3 bytes (the first in the low byte), scaled by 256 so that p <= 1 uses
+ * e4m3's top binades (the FP8 spec, src/core/fp8.h; the epilogue's factor takes the 256 back). */
 static __device__ __forceinline__ uint32_t pack4_e4m3(float a, float b, float c, float d)
 {
-    const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, __NV_E4M3);
-    const uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(c, d), __NV_SATFINITE, __NV_E4M3);
+    const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(a * 256.0f, b * 256.0f), __NV_SATFINITE, __NV_E4M3);
+    const uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(c * 256.0f, d * 256.0f), __NV_SATFINITE, __NV_E4M3);
     return lo | hi << 16;
 }
 
