@@ -139,9 +139,14 @@ __global__ void __launch_bounds__(128) fp8_quant_q_kernel(view<T> q, fp8_layout 
     const float amax_q = fmaxf(fmaxf(part[0], part[1]), fmaxf(part[2], part[3]));
     const int g = h / lay.group, eq = fattn_fp8_exponent(amax_q);
     const int ek = fattn_fp8_exponent(__uint_as_float(amax[b * lay.heads_kv + g]));
+    /* An infinite input would round to a finite e4m3 (satfinite): a NaN factor makes its rows NaN,
+     * as fp8.h defines (NaN inputs get there through their own bytes). */
+    const float amax_k = __uint_as_float(amax[b * lay.heads_kv + g]);
     if (threadIdx.x == 0)
         q_factor[((size_t)b * lay.heads_q + h) * lay.q_blocks + blk] =
-            fattn_fp8_scale2(scale_log2 / (fattn_fp8_c(D) * fattn_fp8_c(D) * fattn_fp8_hadamard_n(D)), eq + ek);
+            isinf(amax_q) || isinf(amax_k)
+                ? __int_as_float(0x7fc00000)
+                : fattn_fp8_scale2(scale_log2 / (fattn_fp8_c(D) * fattn_fp8_c(D) * fattn_fp8_hadamard_n(D)), eq + ek);
     for (int r = warp; r < rows; r += 4)
         quantise_row<T, D>(q.row(b, r0 + r, h), q8 + (((size_t)b * lay.heads_q + h) * lay.seqlen_q + r0 + r) * D, eq,
                            lane);
@@ -184,7 +189,9 @@ __global__ void __launch_bounds__(256) fp8_quant_v_kernel(view<T> v, fp8_layout 
     __shared__ uint8_t tile[V_KEYS][D + 4];
     const int slot = b * lay.heads_kv + g;
     const int ev = fattn_fp8_exponent(__uint_as_float(amax[gridDim.z * lay.heads_kv + slot]));
-    if (blockIdx.x == 0 && threadIdx.x == 0) v_factor[slot] = fattn_fp8_scale2(1.0f / 256.0f, ev - FP8_V_SHIFT);
+    const float amax_v = __uint_as_float(amax[gridDim.z * lay.heads_kv + slot]);
+    if (blockIdx.x == 0 && threadIdx.x == 0)
+        v_factor[slot] = isinf(amax_v) ? __int_as_float(0x7fc00000) : fattn_fp8_scale2(1.0f / 256.0f, ev - FP8_V_SHIFT);
     for (int i = threadIdx.x; i < V_KEYS * D; i += blockDim.x) {
         const int t = i / D, d = i % D;
         tile[t][d] = t0 + t < lay.seqlen_kv
