@@ -234,12 +234,11 @@ extern "C" fattn_status fattn_hopper_forward(const fattn_params *p, void *worksp
     const int m_rows = rows_per_cta(p), bn = key_block(p);
     hopper_args args;
     args.q_factor = args.v_factor = NULL;
+    const fp8_layout l = fattn_fp8_layout(p);
     if (p->mode == FATTN_MODE_FP8) {
-        const fp8_layout l = fattn_fp8_layout(p);
         uint8_t *ws = (uint8_t *)workspace;
         const int64_t D = p->head_dim, Sq = p->seqlen_q, Skv = p->seqlen_kv, Hq = p->heads_q, Hkv = p->heads_kv;
-        if ((st = fattn_fp8_quantise(p, &l, workspace, stream)) ||
-            (st = encode_map(encode, &args.q, p, "q8",
+        if ((st = encode_map(encode, &args.q, p, "q8",
                              map_spec{ws + l.q8, D, Sq, Hq, p->batch, D, Sq * D, Hq * Sq * D, HOPPER_WG_ROWS, 1})) ||
             (st = encode_map(encode, &args.k, p, "k8",
                              map_spec{ws + l.k8, D, Skv, Hkv, p->batch, D, Skv * D, Hkv * Skv * D, bn, 1})) ||
@@ -269,6 +268,8 @@ extern "C" fattn_status fattn_hopper_forward(const fattn_params *p, void *worksp
         return fattn_fail(FATTN_ERR_CUDA, "Hopper kernel: could not read the multiprocessor count");
     const int grid = args.tiles < sms ? args.tiles : sms;
     if (grid == 0) return FATTN_OK; /* no query rows: nothing to write */
+    /* The quantisation pass goes last, so a call refused above has enqueued nothing. */
+    if (p->mode == FATTN_MODE_FP8 && (st = fattn_fp8_quantise(p, &l, workspace, stream)) != FATTN_OK) return st;
 
     if (p->dtype == FATTN_DTYPE_BF16)
         return p->causal ? launch_dim<true, true>(p, &args, grid, stream) : launch_dim<true, false>(p, &args, grid, stream);
