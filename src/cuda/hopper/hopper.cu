@@ -49,18 +49,50 @@
 #define CFGF8_STAGES 2
 #endif
 
+/* Native mode runs head_dim d on the kernel instantiated for the smallest D of 64, 128, 256 that
+ * holds it, over columns d..D-1 that exist only in shared memory and registers:
+ * - The tensor maps keep dims[0] = d and read boxes of 64 columns, so the boxes past d lie partly
+ *   or wholly outside the tensor. The PTX ISA (5.5.3.3, "Out of Boundary Access") sets such
+ *   elements of a box to 0 in zero-fill mode, which is CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE (cuda.h,
+ *   cuTensorMapEncodeTiled: oobFill selects zero or a special NaN; boxDim is bounded by 256 and
+ *   the swizzle span, not by globalDim). Q K^T then sums only real products, and P V's extra
+ *   columns are P times zero.
+ * - The producer's expect_tx stays the whole box: cp.async.bulk.tensor completes its mbarrier with
+ *   the bytes it writes to shared memory, and it writes the whole box, zeros included. The row
+ *   tails already rest on this (a Q tile past seqlen_q, a K/V block past seqlen_kv).
+ * - O's TMA store writes only the box's elements inside the tensor, as it does for rows past
+ *   seqlen_q, so columns d..D-1 never reach memory (the same PTX section says tensor operations
+ *   handle a box that crosses the boundary; NVIDIA Fuser's doc/reading/tma-modeling-in-depth.md
+ *   models the store as skipping what lies outside). epilogue.cuh writes O with TMA alone.
+ * The scale default (1/sqrt(d)) and the LSE depend on d alone, never on D. */
+typedef struct native_cfg {
+    int d, nwg, bn;
+} native_cfg;
+
+static const native_cfg NATIVE_CFGS[] = {{64, CFG64_NWG, CFG64_BN},
+                                         {128, CFG128_NWG, CFG128_BN},
+                                         {256, CFG256_NWG, CFG256_BN}};
+
+/* The configuration that serves head_dim in native mode, or NULL. TMA rows of 2-byte elements are
+ * 16-byte multiples only when head_dim is a multiple of 8. */
+static const native_cfg *native_config(int64_t head_dim)
+{
+    if (head_dim < 8 || head_dim % 8 != 0) return NULL;
+    for (size_t i = 0; i < sizeof NATIVE_CFGS / sizeof NATIVE_CFGS[0]; ++i)
+        if (head_dim <= NATIVE_CFGS[i].d) return &NATIVE_CFGS[i];
+    return NULL;
+}
+
+/* Only for parameters fattn_hopper_serves accepted, so native_config is not NULL here. */
 static int rows_per_cta(const fattn_params *p)
 {
-    int nwg = p->mode == FATTN_MODE_FP8 ? CFGF8_NWG
-              : p->head_dim == 64       ? CFG64_NWG
-              : p->head_dim == 128      ? CFG128_NWG
-                                        : CFG256_NWG;
+    const int nwg = p->mode == FATTN_MODE_FP8 ? CFGF8_NWG : native_config(p->head_dim)->nwg;
     return nwg * HOPPER_WG_ROWS;
 }
 
 static int key_block(const fattn_params *p)
 {
-    return p->mode == FATTN_MODE_FP8 ? CFGF8_BN : p->head_dim == 64 ? CFG64_BN : p->head_dim == 128 ? CFG128_BN : CFG256_BN;
+    return p->mode == FATTN_MODE_FP8 ? CFGF8_BN : native_config(p->head_dim)->bn;
 }
 
 static const int64_t TMA_STRIDE_LIMIT = (int64_t)1 << 40;
@@ -99,8 +131,8 @@ extern "C" fattn_status fattn_hopper_serves(const fattn_params *p)
     if (fp8 && p->head_dim != 128 && p->head_dim != 256)
         return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: FP8 mode at head_dim (%lld) is not served (128, 256)",
                           (long long)p->head_dim);
-    if (p->head_dim != 64 && p->head_dim != 128 && p->head_dim != 256)
-        return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: head_dim (%lld) is not 64, 128 or 256",
+    if (!fp8 && native_config(p->head_dim) == NULL)
+        return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: head_dim (%lld) is not a multiple of 8 in 8..256",
                           (long long)p->head_dim);
     float scale = fattn_effective_scale(p);
     if (!(scale > 0.0f) || isinf(scale))
@@ -205,7 +237,7 @@ static fattn_status launch_dim(const fattn_params *p, const hopper_args *args, i
             return launch<BF16, true, 128, CFGF8_NWG, CFGF8_BN, CFGF8_STAGES, CAUSAL>(args, grid, stream);
         return launch<BF16, true, 256, CFGF8_NWG, CFGF8_BN, CFGF8_STAGES, CAUSAL>(args, grid, stream);
     }
-    switch (p->head_dim) {
+    switch (native_config(p->head_dim)->d) {
     case 64: return launch<BF16, false, 64, CFG64_NWG, CFG64_BN, CFG64_STAGES, CAUSAL>(args, grid, stream);
     case 128: return launch<BF16, false, 128, CFG128_NWG, CFG128_BN, CFG128_STAGES, CAUSAL>(args, grid, stream);
     default: return launch<BF16, false, 256, CFG256_NWG, CFG256_BN, CFG256_STAGES, CAUSAL>(args, grid, stream);
