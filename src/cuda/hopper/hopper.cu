@@ -73,8 +73,9 @@ static const native_cfg NATIVE_CFGS[] = {{64, CFG64_NWG, CFG64_BN},
                                          {128, CFG128_NWG, CFG128_BN},
                                          {256, CFG256_NWG, CFG256_BN}};
 
-/* The configuration that serves head_dim in native mode, or NULL. TMA rows of 2-byte elements are
- * 16-byte multiples only when head_dim is a multiple of 8. */
+/* The configuration that serves head_dim in native mode, or NULL. A dense row of 2-byte elements
+ * meets TMA's 16-byte stride rule only when head_dim is a multiple of 8; the rule is head_dim's
+ * alone, so that whether a head dim is served does not depend on the layout. */
 static const native_cfg *native_config(int64_t head_dim)
 {
     if (head_dim < 8 || head_dim % 8 != 0) return NULL;
