@@ -34,9 +34,13 @@ typedef struct gcase {
     float magnitude;  /* inputs ~ N(0, magnitude^2) */
     int rows_checked; /* query rows checked per (b, h) pair; 0 = all rows of all pairs */
     int pairs_checked;
+    int hopper_only; /* a head dim only the Hopper kernel serves (zero-padded to its d64/128/256) */
 } gcase;
 
 static int failures, passes, skips;
+/* Whether calls run on the Hopper kernel where it serves them: an sm_90 device without
+ * FATTN_FORCE_PORTABLE (read as libfattn reads it). Elsewhere a hopper_only case has no kernel. */
+static int hopper_path;
 
 #define CUDA_OK(call)                                                                              \
     do {                                                                                           \
@@ -175,6 +179,31 @@ static void fail(const gcase *c, const char *what)
     failures++;
 }
 
+/* Bytes of the output buffer outside O's elements that are no longer the 0xff poison: the gaps of
+ * a padded layout, where a store past head_dim (a zero-padded kernel's extra columns) would land.
+ * Only padded layouts have gaps. */
+static int64_t stray_bytes(const gcase *c, const fattn_tensor *to, const unsigned char *out,
+                           size_t out_bytes)
+{
+    if (c->layout != L_PADDED)
+        return 0;
+    const size_t es = fattn_dtype_size(c->dt);
+    unsigned char *real = (unsigned char *)host_alloc(out_bytes);
+    memset(real, 0, out_bytes);
+    for (int64_t b = 0; b < c->B; b++)
+        for (int64_t i = 0; i < c->Sq; i++)
+            for (int64_t h = 0; h < c->Hq; h++) {
+                const size_t off = (size_t)(b * to->stride_batch + i * to->stride_seq +
+                                            h * to->stride_head) * es;
+                memset(real + off, 1, (size_t)c->D * es);
+            }
+    int64_t stray = 0;
+    for (size_t j = 0; j < out_bytes; j++)
+        stray += !real[j] && out[j] != 0xff;
+    free(real);
+    return stray;
+}
+
 static void run_case(const gcase *c, uint64_t seed)
 {
     float *cpu_o = NULL, *cpu_lse = NULL; /* FP8 mode's CPU result */
@@ -242,6 +271,13 @@ static void run_case(const gcase *c, uint64_t seed)
         skips++;
         goto out;
     }
+    /* On the Hopper path the case must be served (the forward below fails it otherwise). */
+    if (c->hopper_only && !hopper_path && fattn_cuda_supported(p) == FATTN_ERR_UNSUPPORTED) {
+        printf("skip %-58s only the sm_90 Hopper kernel serves this head dim: %s\n", c->name,
+               fattn_last_error());
+        skips++;
+        goto out;
+    }
     /* FP8 mode's reference is libfattn's CPU FP8 forward on the same values (fp32 I/O, which
      * quantises them identically); the GPU differs from it by exp2's rounding and sum order. */
     if (fp8) {
@@ -299,8 +335,10 @@ static void run_case(const gcase *c, uint64_t seed)
     } else if (!identical) {
         fail(c, "repeated runs differ (a race)");
     } else {
-        /* Every output element written (and no NaN), then the error on the checked rows. */
+        /* Every output element written (and no NaN), nothing written between them, then the
+         * error on the checked rows. */
         int64_t unwritten = 0, lse_bad = 0, checked = 0;
+        const int64_t stray = stray_bytes(c, &to, first, g.out_bytes);
         double err2 = 0, ref2 = 0, lse_err = 0, cpu_err2 = 0, cpu2 = 0;
         double *ref = (double *)host_alloc((size_t)c->D * sizeof(double));
         double *scores = (double *)host_alloc((size_t)c->Skv * sizeof(double));
@@ -374,11 +412,13 @@ static void run_case(const gcase *c, uint64_t seed)
         /* FP8 vs float64: e4m3's own error (about 5.3e-2 on N(0, 1)) */
         const double tol = fp8 ? 6e-2 : tolerance(c->dt);
         char msg[512];
-        int n = snprintf(msg, sizeof msg, "rel_l2 %.2e (tol %.0e) rows %lld unwritten %lld lse_bad %lld lse_err %.1e",
-                         rel, tol, (long long)checked, (long long)unwritten, (long long)lse_bad, lse_err);
+        int n = snprintf(msg, sizeof msg,
+                         "rel_l2 %.2e (tol %.0e) rows %lld unwritten %lld stray %lld lse_bad %lld lse_err %.1e",
+                         rel, tol, (long long)checked, (long long)unwritten, (long long)stray,
+                         (long long)lse_bad, lse_err);
         if (fp8)
             snprintf(msg + n, sizeof msg - (size_t)n, "; vs CPU FP8 rel_l2 %.2e (tol 1e-2)", rel_cpu);
-        if (unwritten || lse_bad || !(rel <= tol) || (fp8 && !(rel_cpu <= 1e-2)))
+        if (unwritten || stray || lse_bad || !(rel <= tol) || (fp8 && !(rel_cpu <= 1e-2)))
             fail(c, msg);
         else {
             printf("ok   %-58s %s\n", c->name, msg);
@@ -437,8 +477,12 @@ static void run_refusals(void)
         fattn_status want;
         int claim_workspace; /* pass the needed byte count with a NULL workspace */
     } cases[] = {
-        {"head_dim 80 unsupported", 80, FATTN_MODE_NATIVE, 0.f, 0, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED, 0},
-        {"head_dim 32 unsupported", 32, FATTN_MODE_NATIVE, 0.f, 0, FATTN_DTYPE_F16, FATTN_ERR_UNSUPPORTED, 0},
+        /* 72-byte rows break TMA's 16-byte rule, and the portable kernel has no d36 */
+        {"head_dim 36 unsupported", 36, FATTN_MODE_NATIVE, 0.f, 0, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED, 0},
+        /* the rule is head_dim's, not the strides': 80-byte strides do not make d36 served */
+        {"head_dim 36 with 16-byte strides unsupported", 36, FATTN_MODE_NATIVE, 0.f, 4, FATTN_DTYPE_F16,
+         FATTN_ERR_UNSUPPORTED, 0},
+        {"head_dim 12 unsupported", 12, FATTN_MODE_NATIVE, 0.f, 0, FATTN_DTYPE_F16, FATTN_ERR_UNSUPPORTED, 0},
         {"fp8 mode at head_dim 64 unsupported", 64, FATTN_MODE_FP8, 0.f, 0, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED, 0},
         {"fp8 mode without workspace", 128, FATTN_MODE_FP8, 0.f, 0, FATTN_DTYPE_BF16, FATTN_ERR_WORKSPACE, 0},
         {"negative scale unsupported", 64, FATTN_MODE_NATIVE, -0.5f, 0, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED, 0},
@@ -532,6 +576,8 @@ int main(int argc, char **argv)
     struct cudaDeviceProp prop;
     CUDA_OK(cudaGetDeviceProperties(&prop, 0));
     const char *force = getenv("FATTN_FORCE_PORTABLE");
+    hopper_path = prop.major == 9 && prop.minor == 0 &&
+                  !(force != NULL && force[0] != '\0' && strcmp(force, "0") != 0);
     printf("device: %s (sm%d%d); FATTN_FORCE_PORTABLE=%s; seed %llu%s\n", prop.name, prop.major,
            prop.minor, force ? force : "(unset)", (unsigned long long)seed,
            small ? "; small shapes only" : "");
@@ -560,6 +606,25 @@ int main(int argc, char **argv)
                 cases[n++] = make(1, 513, 257, 16, 2, D, dt, 1, L_BHSD, 0);
                 cases[n++] = make(1, 190, 190, 8, 8, D, dt, 0, L_QKV, 0);
                 cases[n++] = make(3, 130, 130, 2, 2, D, dt, 1, L_BSHD, 1);
+            }
+        }
+    /* Head dims between the Hopper kernel's 64, 128 and 256 (96 and 192 are in the matrix above):
+     * it runs them on the next one up over zero-filled columns, which must neither change the
+     * result nor reach memory past head_dim (the padded layout's gaps). Skipped with the reason
+     * off the Hopper path. Seqlen 1, tails 65/257/1000, causal both ways, GQA and MQA, every
+     * layout, LSE. */
+    const int64_t padded_dims[] = {8, 16, 40, 72, 80, 104, 160, 200, 248};
+    for (size_t di = 0; di < sizeof padded_dims / sizeof padded_dims[0]; di++)
+        for (int ti = 0; ti < 2; ti++) {
+            const int64_t D = padded_dims[di];
+            gcase f[] = {make(2, 1, 1, 2, 2, D, dts[ti], 0, L_BSHD, 1),
+                         make(1, 65, 257, 8, 2, D, dts[ti], 1, L_PADDED, 1),
+                         make(2, 257, 65, 4, 1, D, dts[ti], 1, L_BHSD, 1),
+                         make(1, 1000, 1000, 2, 2, D, dts[ti], 0, L_QKV, 0)};
+            const size_t nf = small ? 3 : sizeof f / sizeof f[0];
+            for (size_t i = 0; i < nf; i++) {
+                f[i].hopper_only = 1;
+                cases[n++] = f[i];
             }
         }
     /* FP8 mode (where the device has an FP8 kernel; else each case is skipped with the reason):
