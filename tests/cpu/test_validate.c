@@ -297,17 +297,35 @@ static void test_supported_any(void)
     st = fattn_cuda_supported_any(&p);
     EXPECT(st == FATTN_OK, "fp32 d96 (portable kernel only): %s (%s)", fattn_status_name(st),
            fattn_last_error());
+    /* fp32 d80: the Hopper kernel takes no fp32, the portable kernel no d80 */
     p.head_dim = 80;
     st = fattn_cuda_supported_any(&p);
-    EXPECT(st == FATTN_ERR_UNSUPPORTED && strstr(fattn_last_error(), "head_dim (80)"),
-           "d80: %s (%s)", fattn_status_name(st), fattn_last_error());
+    EXPECT(st == FATTN_ERR_UNSUPPORTED && strstr(fattn_last_error(), "head_dim (80)") &&
+               strstr(fattn_last_error(), "dtype f32"),
+           "fp32 d80: %s (%s)", fattn_status_name(st), fattn_last_error());
+    /* every multiple of 8 up to 256 runs on the Hopper kernel (zero-padded to d64/128/256) */
+    const int64_t hopper_dims[] = {8, 16, 40, 72, 80, 96, 104, 160, 192, 200, 248};
+    for (size_t i = 0; i < sizeof hopper_dims / sizeof hopper_dims[0]; i++) {
+        fattn_params_bshd(&p, 1, 300, 300, 8, 2, hopper_dims[i], FATTN_DTYPE_BF16, fake[0], fake[1],
+                          fake[2], fake[3]);
+        st = fattn_cuda_supported_any(&p);
+        EXPECT(st == FATTN_OK, "bf16 d%lld: %s (%s)", (long long)p.head_dim, fattn_status_name(st),
+               fattn_last_error());
+    }
+    /* d36: no multiple of 8 (72-byte rows break TMA's 16-byte rule), not a portable head dim */
+    fattn_params_bshd(&p, 1, 300, 300, 8, 2, 36, FATTN_DTYPE_BF16, fake[0], fake[1], fake[2], fake[3]);
+    st = fattn_cuda_supported_any(&p);
+    EXPECT(st == FATTN_ERR_UNSUPPORTED && strstr(fattn_last_error(), "head_dim (36) is not a multiple of 8") &&
+               strstr(fattn_last_error(), "head_dim (36) has no CUDA kernel"),
+           "bf16 d36: %s (%s)", fattn_status_name(st), fattn_last_error());
     fattn_params_bshd(&p, 1, 300, 300, 8, 2, 64, FATTN_DTYPE_F16, fake[0], fake[1], fake[2],
                       fake[3]);
     p.q.data = (char *)fake[0] + 2;
     st = fattn_cuda_supported_any(&p);
     EXPECT(st == FATTN_ERR_UNSUPPORTED && strstr(fattn_last_error(), "q.data"),
            "q 2 bytes off 16-byte alignment: %s (%s)", fattn_status_name(st), fattn_last_error());
-    printf("fattn_cuda_supported_any: bf16 d128 and fp32 d96 served; d80 and a misaligned q refused\n");
+    printf("fattn_cuda_supported_any: bf16 d128, fp32 d96 and bf16 at every multiple of 8 tried served; fp32 d80, "
+           "bf16 d36 and a misaligned q refused\n");
 }
 
 int main(void)
