@@ -4,6 +4,8 @@
 #   plugin  scripts/plugin_gpu.sh   TensorRT plugin conformance host (needs carry [".stage/trt"])
 #   torch   scripts/torch_gpu.sh    the PyTorch op's tests and the transformer-block example
 #   demo    scripts/demo.sh         the README's main job on the GPU
+#   fa4     scripts/fa4/bench.sh    the acceptance tables against FlashAttention-4 (not a default
+#                                   part: needs the wheels, carry [".fa4b"] after scripts/fa4/park.sh)
 # The device tool returns at most 8 files, so the parts' logs are packed into one logs.tgz next to
 # summary.txt (all parts' summaries) and the benchmark tables. PARTS picks and orders the parts
 # (default: all four, ~10 minutes: split it over two calls, e.g. PARTS=hopper then
@@ -35,9 +37,10 @@ for part in ${PARTS:-hopper plugin torch demo}; do
     plugin) run_part plugin 300 bash scripts/plugin_gpu.sh ;;
     torch) PARTS="auto example" run_part torch 300 bash scripts/torch_gpu.sh ;;
     demo) run_part demo 180 bash scripts/demo.sh --device cuda ;;
-    *) echo "device_all: unknown part '$part' (hopper, plugin, torch, demo)" | tee -a "$summary" ;;
+    fa4) run_part fa4 540 bash scripts/fa4/bench.sh ;;
+    *) echo "device_all: unknown part '$part' (hopper, plugin, torch, demo, fa4)" | tee -a "$summary" ;;
   esac
 done
-cp "$work"/hopper/bench-*.md "$final"/ 2>/dev/null
+cp "$work"/hopper/bench-*.md "$work"/fa4/fa4-*.md "$final"/ 2>/dev/null
 tar czf "$final/logs.tgz" -C "$work" .
 echo "logs: $final/logs.tgz"
