@@ -23,8 +23,8 @@ static __device__ __forceinline__ uint32_t swizzled_offset(int row, int col)
 /* wg: consumer index; tid: thread in the warpgroup; f: the tile's factors (kernel.cuh). With
  * SEPARATE, o_tile is the warpgroup's own O tile, reused once the previous tile's store has read
  * it; otherwise it is the Q tile, handed back to the producer through q_empty once this store has
- * read it. */
-template <bool BF16, int D, bool SEPARATE>
+ * read it. The row sums l hold 2^HOPPER_P_LOG2 times the sums of probabilities (softmax.cuh). */
+template <bool BF16, bool F8, int D, bool SEPARATE>
 static __device__ __forceinline__ void write_output(const hopper_args *a, const hopper_tile *t, int wg, int tid,
                                                     float *o, const float *m, float *l, const float *f,
                                                     uint8_t *o_tile, uint32_t o_tile_addr, uint32_t q_empty)
@@ -34,7 +34,7 @@ static __device__ __forceinline__ void write_output(const hopper_args *a, const 
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
         l[h] = quad_sum(l[h]);
-        inv[h] = l[h] > 0.0f ? f[1] / l[h] : 0.0f;
+        inv[h] = l[h] > 0.0f ? f[1] * (float)(1 << HOPPER_P_LOG2(F8)) / l[h] : 0.0f;
     }
     if (SEPARATE) {
         if (tid == 0) tma_store_wait_read();
@@ -64,7 +64,7 @@ static __device__ __forceinline__ void write_output(const hopper_args *a, const 
         for (int h = 0; h < 2; ++h) {
             int row = row0 + r0 + 8 * h;
             if (row < a->seqlen_q) {
-                float v = l[h] > 0.0f ? (m[h] * f[0] + log2f(l[h])) * ln2 : -INFINITY;
+                float v = l[h] > 0.0f ? (m[h] * f[0] + log2f(l[h]) - (float)HOPPER_P_LOG2(F8)) * ln2 : -INFINITY;
                 a->lse[((size_t)t->batch * a->heads_q + t->head) * a->seqlen_q + row] = v;
             }
         }

@@ -82,7 +82,7 @@ static __device__ __forceinline__ void scores_done(const hopper_smem *c, int tid
     if (lane == 0) mbar_arrive(c->k_empty + 8 * (it % STAGES));
     if (HOPPER_O_SEPARATE(D, FP8) && j == n - 1 && lane == 0) mbar_arrive(c->q_empty + 8 * slot);
     if (j >= first_masked) mask_scores<BN>(s, j * BN + 2 * (lane % 4), last);
-    online_softmax<BN>(s, m, l, alpha, f[0]);
+    online_softmax<BN, FP8>(s, m, l, alpha, f[0]);
 }
 
 /* A fresh tile: O, max and sum reset (a new tile's first P V then only adds to zeros), and the
@@ -177,7 +177,7 @@ static __device__ __forceinline__ void finish_tile(const hopper_args *a, const h
     fence_regs<HOPPER_P_REGS(BN, FP8)>(p);
     if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * lst);
     const uint32_t o_tile = c->o_tiles + wg * HOPPER_O_TILE_BYTES(D);
-    write_output<BF16, D, HOPPER_O_SEPARATE(D, FP8)>(a, t, wg, tid, o, m, l, f, smem + (o_tile - c->base), o_tile,
+    write_output<BF16, FP8, D, HOPPER_O_SEPARATE(D, FP8)>(a, t, wg, tid, o, m, l, f, smem + (o_tile - c->base), o_tile,
                                                 c->q_empty + 8 * q_slot<D, NWG>(k, wg));
 }
 
@@ -206,7 +206,7 @@ static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const h
     fence_regs<HOPPER_P_REGS(BN, FP8)>(p);
     if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * lst);
     const uint32_t o_tile = c->o_tiles + wg * HOPPER_O_TILE_BYTES(D);
-    write_output<BF16, D, true>(a, t, wg, tid, o, m, l, f, smem + (o_tile - c->base), o_tile,
+    write_output<BF16, FP8, D, true>(a, t, wg, tid, o, m, l, f, smem + (o_tile - c->base), o_tile,
                                 c->q_empty + 8 * q_slot<D, NWG>(k, wg));
     reset_rows<FP8, D>(a, next, wg, o, m, l, f);
     const int first_masked = tile_limits<BN, CAUSAL>(a, next, wg, tid, last);

@@ -42,9 +42,15 @@ static __device__ __forceinline__ float quad_sum(float x)
     return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
+/* log2 of the factor the probabilities carry: FP8 mode quantises P as e4m3(256 p) (src/core/fp8.h),
+ * and folding the 256 into exp2's argument saves a multiply per score; the row sums then hold
+ * 256 * sum(p), which the epilogue takes back (kernel.cuh's f[2]). */
+#define HOPPER_P_LOG2(F8) ((F8) ? 8 : 0)
+
 /* Updates the running max m[2] and partial sums l[2] with block s, turns s into probabilities
- * in place, and returns the factors alpha[2] by which the O accumulator rows must be rescaled. */
-template <int BN>
+ * (times 2^HOPPER_P_LOG2) in place, and returns the factors alpha[2] by which the O accumulator
+ * rows must be rescaled: exactly 1 where the row's max did not move, so rescale_rows can skip. */
+template <int BN, bool F8>
 static __device__ __forceinline__ void online_softmax(float *s, float *m, float *l, float *alpha,
                                                       float scale_log2)
 {
@@ -56,8 +62,9 @@ static __device__ __forceinline__ void online_softmax(float *s, float *m, float 
         mx = quad_max(mx);
         /* A row that has seen only masked keys keeps max -inf; subtracting 0 then keeps its
          * probabilities at exp2(-inf) = 0 instead of NaN. */
-        float ms = mx == -INFINITY ? 0.0f : mx * scale_log2;
-        alpha[h] = ex2_approx(m[h] * scale_log2 - ms);
+        const float mf = mx == -INFINITY ? 0.0f : mx * scale_log2;
+        alpha[h] = mx == m[h] ? 1.0f : ex2_approx(m[h] * scale_log2 - mf);
+        const float ms = mf - (float)HOPPER_P_LOG2(F8);
         m[h] = mx;
         float sum = 0.0f;
 #pragma unroll
@@ -72,8 +79,11 @@ static __device__ __forceinline__ void online_softmax(float *s, float *m, float 
     }
 }
 
+/* After a few key blocks a row's max rarely moves, so most warps find all 16 of their rows' alpha
+ * at exactly 1 and skip the D/2 multiplies (the result is bit-identical). */
 template <int D> static __device__ __forceinline__ void rescale_rows(float *o, const float *alpha)
 {
+    if (!__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) return;
 #pragma unroll
     for (int g = 0; g < D / 8; ++g)
 #pragma unroll
@@ -94,12 +104,12 @@ template <bool BF16> static __device__ __forceinline__ uint32_t pack2(float lo, 
     }
 }
 
-/* Four probabilities as e4m3 bytes (the first in the low byte), scaled by 256 so that p <= 1 uses
- * e4m3's top binades (the FP8 spec, src/core/fp8.h; the epilogue's factor takes the 256 back). */
+/* Four probabilities, already times 256 (online_softmax), as e4m3 bytes (the first in the low
+ * byte): 256 p for p <= 1 uses e4m3's top binades (the FP8 spec, src/core/fp8.h). */
 static __device__ __forceinline__ uint32_t pack4_e4m3(float a, float b, float c, float d)
 {
-    const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(a * 256.0f, b * 256.0f), __NV_SATFINITE, __NV_E4M3);
-    const uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(c * 256.0f, d * 256.0f), __NV_SATFINITE, __NV_E4M3);
+    const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, __NV_E4M3);
+    const uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(c, d), __NV_SATFINITE, __NV_E4M3);
     return lo | hi << 16;
 }
 
