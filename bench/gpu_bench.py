@@ -357,8 +357,12 @@ def table(rows, card, args):
 
 
 def git_commit():
-    """The checkout's commit, '+dirty' with uncommitted changes to tracked files; where there is no
-    git (the GPU machine gets the working tree without .git) $FATTN_COMMIT, said to be that."""
+    """$FATTN_COMMIT where set (the GPU machine's copy of the working tree carries a .git of the
+    session's starting commit, not of what it runs), else the checkout's commit, '+dirty' with
+    uncommitted changes to tracked files."""
+    given = os.environ.get("FATTN_COMMIT")
+    if given:
+        return f"{given} (from FATTN_COMMIT)"
     try:
         def git(*words):
             return subprocess.run(["git", "-C", REPO, *words], capture_output=True, text=True,
@@ -366,8 +370,7 @@ def git_commit():
         return git("rev-parse", "--short=12", "HEAD") + \
             ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
     except (OSError, subprocess.CalledProcessError):
-        given = os.environ.get("FATTN_COMMIT")
-        return f"{given} (from FATTN_COMMIT)" if given else "unknown (no git checkout here; set FATTN_COMMIT)"
+        return "unknown (no git checkout here; set FATTN_COMMIT)"
 
 
 FA4_COLUMNS = (("FA4 TFLOPS", "fa4_tflops", ".0f"), ("cuDNN TFLOPS", "cudnn_tflops", ".0f"),
