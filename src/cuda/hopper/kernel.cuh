@@ -45,6 +45,12 @@ static __device__ __forceinline__ void turn_pass(int to)
 #define CONSUMER_STATE float *o, float *m, float *l, float *alpha, float *s, uint32_t *p, float *f
 #define CONSUMER_STATE_ARGS o, m, l, alpha, s, p, f
 
+/* Where O's rescale by the latest softmax's alpha happens. Late (D <= 128): after P V has completed
+ * and the softmax of S_j has run, outside the turn, so the multiplies never delay the issue of
+ * P V and the other warpgroup's turn. Early (D > 128, O's 128 registers): between issuing S_j and
+ * P_{j-1} V_{j-1}, while Q K^T runs, as FA3/FA4 do at these head dims. */
+#define HOPPER_RESCALE_EARLY(D) ((D) > 128)
+
 /* P's registers: two bf16/fp16 or four e4m3 probabilities each. */
 #define HOPPER_P_REGS(BN, F8) ((F8) ? (BN) / 8 : (BN) / 4)
 
@@ -131,7 +137,8 @@ static __device__ __forceinline__ void start_tile(const hopper_args *a, const ho
 }
 
 /* Key blocks 1..n-1 of the tile: each turn issues S_j together with P_{j-1} V_{j-1}, and the
- * softmax of S_j runs while P V is still on the tensor cores. */
+ * softmax of S_j runs while P V is still on the tensor cores. A tile's first block needs no
+ * rescale (O is zero), and with the late rescale its last P V needs none either. */
 template <bool BF16, bool FP8, int D, int NWG, int BN, int STAGES, bool CAUSAL>
 static __device__ __forceinline__ void middle_blocks(const hopper_args *a, const hopper_smem *c, const hopper_tile *t,
                                                      int k, int it, int wg, int tid, CONSUMER_STATE)
@@ -147,7 +154,7 @@ static __device__ __forceinline__ void middle_blocks(const hopper_args *a, const
         turn_wait(wg);
         mbar_wait(c->k_full + 8 * st, (jt / STAGES) & 1);
         issue_qk<BF16, FP8, D, BN>(s, q_tile, c->k_tiles + st * HOPPER_TILE_BYTES(BN, D, FP8));
-        rescale_rows<D>(o, alpha);
+        if constexpr (HOPPER_RESCALE_EARLY(D)) rescale_rows<D>(o, alpha);
         mbar_wait(c->v_full + 8 * pst, ((jt - 1) / STAGES) & 1);
         issue_pv<BF16, FP8, D, BN>(o, p, c->v_tiles + pst * HOPPER_TILE_BYTES(BN, D, FP8));
         turn_pass((wg + 1) % NWG);
@@ -157,6 +164,7 @@ static __device__ __forceinline__ void middle_blocks(const hopper_args *a, const
         fence_accum<D / 2>(o);
         fence_regs<HOPPER_P_REGS(BN, FP8)>(p);
         if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * pst);
+        if constexpr (!HOPPER_RESCALE_EARLY(D)) rescale_rows<D>(o, alpha);
         probs_to_a<BF16, FP8, BN>(s, p);
     }
 }
@@ -169,7 +177,7 @@ static __device__ __forceinline__ void finish_tile(const hopper_args *a, const h
                                                    CONSUMER_STATE)
 {
     const int lt = it + t->n_blocks - 1, lst = lt % STAGES;
-    rescale_rows<D>(o, alpha);
+    if constexpr (HOPPER_RESCALE_EARLY(D)) rescale_rows<D>(o, alpha);
     mbar_wait(c->v_full + 8 * lst, (lt / STAGES) & 1);
     issue_pv<BF16, FP8, D, BN>(o, p, c->v_tiles + lst * HOPPER_TILE_BYTES(BN, D, FP8));
     wgmma_wait<0>();
@@ -192,7 +200,7 @@ static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const h
     int last[2];
     const int lt = it + t->n_blocks - 1, lst = lt % STAGES, nit = it + t->n_blocks, nst = nit % STAGES;
     const int nslot = q_slot<D, NWG>(k + 1, wg);
-    rescale_rows<D>(o, alpha);
+    if constexpr (HOPPER_RESCALE_EARLY(D)) rescale_rows<D>(o, alpha);
     turn_wait(wg);
     mbar_wait(c->v_full + 8 * lst, (lt / STAGES) & 1);
     issue_pv<BF16, FP8, D, BN>(o, p, c->v_tiles + lst * HOPPER_TILE_BYTES(BN, D, FP8));
