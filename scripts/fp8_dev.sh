@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# FP8 mode on the GPU machine in one device call: build (sm_90a), the FP8 test (small cases, then
+# FP8 mode on the GPU machine in one device call: build (sm_90a), the quantisation pass's bytes
+# against the host (test_gpu_fp8_pass), the FP8 test (small cases, then
 # the accuracy bars at 1x4096x16x128 and the seed shape), the native test matrix (the kernel is
 # shared), compute-sanitizer over the FP8 cases, and the benchmark with --fp8. Logs under $OUT.
 set -u
@@ -13,7 +14,7 @@ t0=$SECONDS
 note "card: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)"
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DFATTN_CUDA_ARCHS=90a-real -DFATTN_PTXAS_VERBOSE=ON \
   >"$OUT/build.log" 2>&1
-if ! cmake --build build-gpu --target fattn test_gpu_forward test_gpu_fp8 >>"$OUT/build.log" 2>&1; then
+if ! cmake --build build-gpu --target fattn test_gpu_forward test_gpu_fp8 test_gpu_fp8_pass >>"$OUT/build.log" 2>&1; then
   note "BUILD FAILED"; grep -E "error" "$OUT/build.log" | head -20 | tee -a "$S"; exit 1
 fi
 note "build ok ($((SECONDS - t0)) s)"
@@ -25,7 +26,8 @@ run() { # name, limit, command...
 }
 for part in ${PARTS:-fp8 native san bench big}; do
   case $part in
-    fp8) run fp8_small 120 build-gpu/tests/gpu/test_gpu_fp8 ;;
+    fp8) run fp8_pass 120 build-gpu/tests/gpu/test_gpu_fp8_pass
+         run fp8_small 120 build-gpu/tests/gpu/test_gpu_fp8 ;;
     native) run native 300 env FATTN_FORCE_PORTABLE=0 build-gpu/tests/gpu/test_gpu_forward ;;
     san) for tool in memcheck racecheck initcheck synccheck; do
            run "san_$tool" 100 compute-sanitizer --tool $tool --error-exitcode 9 build-gpu/tests/gpu/test_gpu_fp8

@@ -1,33 +1,31 @@
 /* FP8 mode's quantisation pass (the definition is src/core/fp8.h's): Q, K and V in the I/O dtype
  * become e4m3 copies in the workspace, laid out as the Hopper kernel's TMA maps read them, plus the
- * factors that undo the scaling. Three launches on the caller's stream, no allocation:
- *   1. amax: the largest |k| and |v| of each (batch, kv head), by atomicMax on the float bits
- *      (non-negative floats order like their bit patterns); the slots are zeroed first;
- *   2. Q and K rows: scaled by 2^-E, rotated (random signs + Walsh-Hadamard along the head dim,
- *      warp-wide butterflies), scaled by c and rounded to e4m3; Q's E comes from its own 64-row
- *      block, which is also where its score factor is written;
- *   3. V: scaled and rounded, then written transposed (head_dim rows of keys) with the keys of
- *      each group of 32 permuted to match the order in which the kernel packs P (softmax.cuh). */
+ * factors that undo the scaling. A memset of the amax slots and two launches on the caller's
+ * stream, no allocation:
+ *   1. amax: the largest |k| and |v| of each (batch, kv head). K's and V's scales span all keys,
+ *      so this must finish before either is rounded; each CTA reduces its 64 keys and does one
+ *      atomicMax a tensor on the float bits (non-negative floats order like their bit patterns);
+ *   2. quantise, each CTA one of: a 64-row block of Q, a 64-row block of K, a 128-key block of V.
+ *      Q and K rows are scaled by 2^-E, rotated (random signs + Walsh-Hadamard along the head dim),
+ *      scaled by c and rounded to e4m3; a Q block's E comes from its own amax, reduced from the
+ *      registers its rows were loaded into (Q is read once), and its score factor is written
+ *      beside it. V is scaled and rounded into a shared-memory tile, then written transposed
+ *      (head_dim rows of keys) with the keys of each group of 32 permuted to match the order in
+ *      which the kernel packs P (softmax.cuh).
+ * A lane holds eight consecutive elements of a row, read as one 16 bytes where the view's base and
+ * strides allow it, else element by element into the same registers. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
+#include <limits.h>
 #include <math.h>
 
-#include "../../core/fp8.h"
 #include "../../core/internal.h"
 #include "quantize.h"
 
-template <typename T> static __device__ __forceinline__ float load_f32(const T *p);
-template <> __device__ __forceinline__ float load_f32<__nv_bfloat16>(const __nv_bfloat16 *p)
-{
-    return __bfloat162float(*p);
-}
-template <> __device__ __forceinline__ float load_f32<__half>(const __half *p) { return __half2float(*p); }
-
-static __device__ __forceinline__ uint8_t to_e4m3(float x)
-{
-    return (uint8_t)__nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3);
-}
+#define PASS_THREADS 256
+#define ROW_BLOCK FP8_Q_BLOCK /* rows a CTA of the amax or of the Q/K quantisation takes */
+#define V_KEYS 128            /* keys a V CTA takes: 128-byte segments of V^T's rows */
 
 /* One strided input view (fattn_tensor) with its element type. */
 template <typename T> struct view {
@@ -41,6 +39,70 @@ template <typename T> static view<T> make_view(const fattn_tensor *t)
     return view<T>{(const T *)t->data, t->stride_batch, t->stride_seq, t->stride_head};
 }
 
+/* A row of D elements spread over D / 8 consecutive lanes (eight elements each), so a CTA covers
+ * PASS_THREADS / (D / 8) rows at a time. */
+template <int D> struct row_geom {
+    static constexpr int lanes = D / 8, rows = PASS_THREADS / lanes;
+    static_assert(lanes <= 32 && (lanes & (lanes - 1)) == 0, "a row's lanes are a power-of-two part of a warp");
+};
+
+/* Elements p[0..7] as raw 16-bit values: one 16-byte load with VEC, else eight 2-byte loads. */
+template <typename T, bool VEC> static __device__ __forceinline__ uint4 load8(const T *p)
+{
+    if constexpr (VEC) {
+        return *(const uint4 *)p;
+    } else {
+        const uint16_t *e = (const uint16_t *)p;
+        return make_uint4(e[0] | (uint32_t)e[1] << 16, e[2] | (uint32_t)e[3] << 16, e[4] | (uint32_t)e[5] << 16,
+                          e[6] | (uint32_t)e[7] << 16);
+    }
+}
+
+template <typename T> static __device__ __forceinline__ float to_f32(uint32_t bits);
+template <> __device__ __forceinline__ float to_f32<__nv_bfloat16>(uint32_t bits)
+{
+    return __bfloat162float(__ushort_as_bfloat16((unsigned short)bits));
+}
+template <> __device__ __forceinline__ float to_f32<__half>(uint32_t bits)
+{
+    return __half2float(__ushort_as_half((unsigned short)bits));
+}
+
+template <typename T> static __device__ __forceinline__ void unpack8(uint4 r, float *x)
+{
+    const uint32_t w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        x[2 * i] = to_f32<T>(w[i] & 0xffffu);
+        x[2 * i + 1] = to_f32<T>(w[i] >> 16);
+    }
+}
+
+/* fmaxf passes NaN over, as the CPU's amax does: NaN inputs reach the output through their bytes. */
+template <typename T> static __device__ __forceinline__ float amax8(float m, uint4 r)
+{
+    float x[8];
+    unpack8<T>(r, x);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) m = fmaxf(m, fabsf(x[i]));
+    return m;
+}
+
+/* e4m3(x[i] * mul), packed in element order (PTX's cvt.rn.satfinite.e4m3x2.f32). */
+static __device__ __forceinline__ uint2 to_e4m3x8(const float *x, float mul)
+{
+    uint32_t w[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+        const uint32_t lo =
+            __nv_cvt_float2_to_fp8x2(make_float2(x[4 * i] * mul, x[4 * i + 1] * mul), __NV_SATFINITE, __NV_E4M3);
+        const uint32_t hi =
+            __nv_cvt_float2_to_fp8x2(make_float2(x[4 * i + 2] * mul, x[4 * i + 3] * mul), __NV_SATFINITE, __NV_E4M3);
+        w[i] = lo | hi << 16;
+    }
+    return make_uint2(w[0], w[1]);
+}
+
 static __device__ __forceinline__ float warp_max(float x)
 {
 #pragma unroll
@@ -48,170 +110,243 @@ static __device__ __forceinline__ float warp_max(float x)
     return x;
 }
 
-#define AMAX_ROWS 64
-
-/* grid (key blocks of AMAX_ROWS, heads_kv, batch), 256 threads. */
-template <typename T, int D>
-__global__ void __launch_bounds__(256) fp8_amax_kernel(view<T> k, view<T> v, int seqlen_kv, int heads_kv,
-                                                       int batch_heads, unsigned *amax)
+/* The CTA's maximum of x, in every thread; red holds a float per warp. */
+static __device__ __forceinline__ float block_max(float x, float *red)
 {
-    const int b = blockIdx.z, g = blockIdx.y, r0 = blockIdx.x * AMAX_ROWS;
-    const int rows = min(AMAX_ROWS, seqlen_kv - r0);
-    float mk = 0.0f, mv = 0.0f;
-    for (int i = threadIdx.x; i < rows * D; i += blockDim.x) {
-        mk = fmaxf(mk, fabsf(load_f32(k.row(b, r0 + i / D, g) + i % D)));
-        mv = fmaxf(mv, fabsf(load_f32(v.row(b, r0 + i / D, g) + i % D)));
-    }
-    mk = warp_max(mk);
-    mv = warp_max(mv);
-    if (threadIdx.x % 32 == 0) {
-        const int slot = b * heads_kv + g;
-        atomicMax(&amax[slot], __float_as_uint(mk));
-        atomicMax(&amax[batch_heads + slot], __float_as_uint(mv));
-    }
+    x = warp_max(x);
+    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = x;
+    __syncthreads();
+    float m = red[0];
+#pragma unroll
+    for (int w = 1; w < PASS_THREADS / 32; ++w) m = fmaxf(m, red[w]);
+    return m;
 }
 
-/* Rotates the row a warp holds, EPT consecutive elements per lane (element lane*EPT + i), in the
- * stage order of fattn_fp8_rotate: in-lane butterflies while the partner is in the same lane, then
- * shuffles. The upper element of a pair computes lower - upper, as the serial loop does. */
-template <int D> static __device__ __forceinline__ void rotate_row(float *x, int lane)
+/* A NaN factor for a block or head with an infinite input: satfinite would round Inf to a finite
+ * e4m3, and fp8.h makes such rows NaN (NaN inputs get there through their own bytes). */
+static __device__ __forceinline__ float poisoned(bool infinite, float factor)
 {
-    constexpr int EPT = D / 32;
+    return infinite ? __int_as_float(0x7fc00000) : factor;
+}
+
+/* R(x) of fp8.h for the row that the lanes of row_geom<D> hold, element col0 + i in x[i], in
+ * fattn_fp8_rotate's stage order: in-lane butterflies for h = 1, 2, 4, then shuffles with the lane
+ * h / 8 away. The upper element of a pair computes lower - upper, as the serial loop does. */
+template <int D> static __device__ __forceinline__ void rotate8(float *x, int col0)
+{
     const int N = fattn_fp8_hadamard_n(D);
 #pragma unroll
-    for (int i = 0; i < EPT; ++i) x[i] *= fattn_fp8_sign(lane * EPT + i);
+    for (int i = 0; i < 8; ++i) x[i] *= fattn_fp8_sign(col0 + i);
 #pragma unroll
-    for (int h = 1; h < N; h *= 2) {
-        if (h < EPT) {
+    for (int h = 1; h < 8 && h < N; h *= 2)
 #pragma unroll
-            for (int i = 0; i < EPT; ++i)
-                if ((i & h) == 0) {
-                    const float a = x[i], b = x[i + h];
-                    x[i] = a + b;
-                    x[i + h] = a - b;
-                }
-        } else {
-            const int m = h / EPT;
-#pragma unroll
-            for (int i = 0; i < EPT; ++i) {
-                const float other = __shfl_xor_sync(0xffffffffu, x[i], m);
-                x[i] = (lane & m) ? other - x[i] : x[i] + other;
+        for (int i = 0; i < 8; ++i)
+            if ((i & h) == 0) {
+                const float a = x[i], b = x[i + h];
+                x[i] = a + b;
+                x[i + h] = a - b;
             }
+#pragma unroll
+    for (int h = 8; h < N; h *= 2)
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            const float other = __shfl_xor_sync(0xffffffffu, x[i], h / 8);
+            x[i] = (col0 & h) ? other - x[i] : x[i] + other;
+        }
+}
+
+/* The arguments of the quantisation launch; the CTA index picks the role: q_ctas Q blocks, then
+ * k_ctas K blocks, then the V blocks (v_blocks a head). */
+template <typename T> struct pass_args {
+    view<T> q, k, v;
+    fp8_layout lay;
+    float scale_log2;
+    const unsigned *amax_k, *amax_v;
+    float *q_factor, *v_factor;
+    uint8_t *q8, *k8, *vt8;
+    int q_ctas, k_ctas, v_blocks;
+};
+
+/* Rows r0.. of (b, h) into raw[], rows from `rows` on as zeros; row k * row_geom<D>::rows + the
+ * thread's row lands in raw[k]. */
+template <typename T, int D, bool VEC>
+static __device__ __forceinline__ void load_rows(const view<T> &src, int b, int h, int r0, int rows, uint4 *raw)
+{
+    using G = row_geom<D>;
+    const int col0 = 8 * (threadIdx.x % G::lanes), r = threadIdx.x / G::lanes;
+#pragma unroll
+    for (int k = 0; k < ROW_BLOCK / G::rows; ++k)
+        raw[k] =
+            k * G::rows + r < rows ? load8<T, VEC>(src.row(b, r0 + k * G::rows + r, h) + col0) : make_uint4(0, 0, 0, 0);
+}
+
+/* Scales by 2^-e, rotates, rounds and stores the rows load_rows gave, FP8_STORED_DIM(D) bytes a
+ * row from dst, zeros past column D. */
+template <typename T, int D>
+static __device__ __forceinline__ void quantise_rows(const uint4 *raw, int e, int rows, uint8_t *dst)
+{
+    using G = row_geom<D>;
+    constexpr int PD = FP8_STORED_DIM(D);
+    const int col0 = 8 * (threadIdx.x % G::lanes), r = threadIdx.x / G::lanes;
+#pragma unroll
+    for (int k = 0; k < ROW_BLOCK / G::rows; ++k) {
+        float x[8];
+        unpack8<T>(raw[k], x);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) x[i] = fattn_fp8_scale2(x[i], -e);
+        rotate8<D>(x, col0); /* every lane: the shuffles need the whole warp */
+        const int row = k * G::rows + r;
+        if (row < rows) {
+            uint8_t *out = dst + (size_t)row * PD;
+            *(uint2 *)(out + col0) = to_e4m3x8(x, fattn_fp8_c(D));
+            if (PD > D) *(uint2 *)(out + D + col0) = make_uint2(0, 0);
         }
     }
 }
 
-/* Scales, rotates, rounds and stores one row of D elements; the warp works together. */
-template <typename T, int D>
-static __device__ __forceinline__ void quantise_row(const T *src, uint8_t *dst, int e, int lane)
+template <typename T, int D, bool VEC>
+static __device__ __forceinline__ void quantise_q(const pass_args<T> &a, int i, float *red)
 {
-    constexpr int EPT = D / 32;
-    float x[EPT];
+    const fp8_layout &l = a.lay;
+    const int blk = i % l.q_blocks, h = i / l.q_blocks % l.heads_q, b = i / l.q_blocks / l.heads_q;
+    const int r0 = blk * ROW_BLOCK, rows = min(ROW_BLOCK, l.seqlen_q - r0);
+    uint4 raw[ROW_BLOCK / row_geom<D>::rows];
+    load_rows<T, D, VEC>(a.q, b, h, r0, rows, raw);
+    float m = 0.0f;
 #pragma unroll
-    for (int i = 0; i < EPT; ++i) x[i] = fattn_fp8_scale2(load_f32(src + lane * EPT + i), -e);
-    rotate_row<D>(x, lane);
-    static_assert(EPT % 4 == 0, "a lane stores whole 32-bit words");
-    uint32_t w[EPT / 4];
+    for (int k = 0; k < ROW_BLOCK / row_geom<D>::rows; ++k) m = amax8<T>(m, raw[k]);
+    const float amax_q = block_max(m, red), amax_k = __uint_as_float(a.amax_k[b * l.heads_kv + h / l.group]);
+    const int eq = fattn_fp8_exponent(amax_q), ek = fattn_fp8_exponent(amax_k);
+    if (threadIdx.x == 0) {
+        const float c = fattn_fp8_c(D);
+        a.q_factor[((size_t)b * l.heads_q + h) * l.q_blocks + blk] =
+            poisoned(isinf(amax_q) || isinf(amax_k),
+                     fattn_fp8_scale2(a.scale_log2 / (c * c * fattn_fp8_hadamard_n(D)), eq + ek));
+    }
+    quantise_rows<T, D>(raw, eq, rows, a.q8 + (((size_t)b * l.heads_q + h) * l.seqlen_q + r0) * FP8_STORED_DIM(D));
+}
+
+template <typename T, int D, bool VEC> static __device__ __forceinline__ void quantise_k(const pass_args<T> &a, int i)
+{
+    const fp8_layout &l = a.lay;
+    const int kb = (l.seqlen_kv + ROW_BLOCK - 1) / ROW_BLOCK;
+    const int blk = i % kb, g = i / kb % l.heads_kv, b = i / kb / l.heads_kv;
+    const int r0 = blk * ROW_BLOCK, rows = min(ROW_BLOCK, l.seqlen_kv - r0);
+    uint4 raw[ROW_BLOCK / row_geom<D>::rows];
+    load_rows<T, D, VEC>(a.k, b, g, r0, rows, raw);
+    const int ek = fattn_fp8_exponent(__uint_as_float(a.amax_k[b * l.heads_kv + g]));
+    quantise_rows<T, D>(raw, ek, rows, a.k8 + (((size_t)b * l.heads_kv + g) * l.seqlen_kv + r0) * FP8_STORED_DIM(D));
+}
+
+/* out[e] = byte e of w[0..15], in order: four 4x4 byte transposes. */
+static __device__ __forceinline__ void transpose_bytes(const uint32_t *w, uint4 *out)
+{
+    uint32_t o[4][4];
 #pragma unroll
-    for (int i = 0; i < EPT / 4; ++i) {
-        w[i] = 0;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) w[i] |= (uint32_t)to_e4m3(x[4 * i + j] * fattn_fp8_c(D)) << (8 * j);
+    for (int m = 0; m < 4; ++m) {
+        const uint32_t lo_ab = __byte_perm(w[4 * m], w[4 * m + 1], 0x5140);     /* a0 b0 a1 b1 */
+        const uint32_t lo_cd = __byte_perm(w[4 * m + 2], w[4 * m + 3], 0x5140); /* c0 d0 c1 d1 */
+        const uint32_t hi_ab = __byte_perm(w[4 * m], w[4 * m + 1], 0x7362);     /* a2 b2 a3 b3 */
+        const uint32_t hi_cd = __byte_perm(w[4 * m + 2], w[4 * m + 3], 0x7362); /* c2 d2 c3 d3 */
+        o[0][m] = __byte_perm(lo_ab, lo_cd, 0x5410);
+        o[1][m] = __byte_perm(lo_ab, lo_cd, 0x7632);
+        o[2][m] = __byte_perm(hi_ab, hi_cd, 0x5410);
+        o[3][m] = __byte_perm(hi_ab, hi_cd, 0x7632);
     }
 #pragma unroll
-    for (int i = 0; i < EPT / 4; ++i) ((uint32_t *)(dst + lane * EPT))[i] = w[i];
+    for (int e = 0; e < 4; ++e) out[e] = make_uint4(o[e][0], o[e][1], o[e][2], o[e][3]);
 }
 
-/* grid (Q blocks of 64 rows, heads_q, batch), 128 threads: the block's E, its score factor, then
- * its rows. */
-template <typename T, int D>
-__global__ void __launch_bounds__(128) fp8_quant_q_kernel(view<T> q, fp8_layout lay, float scale_log2,
-                                                          const unsigned *amax, float *q_factor, uint8_t *q8)
+/* A V block: keys t0.. rounded into tile (a row of D bytes a key, padded by a word so that the
+ * row stride in words is odd), then V^T's rows written 16 keys at a time. A thread takes four
+ * head-dim rows (one word of every key) of 16 slots; the two halves of a warp take the slots
+ * 16 apart of the same 16 words, which lie in different banks. Keys from seqlen_kv up to
+ * keys_pad are zeros (P is zero there, and 0 * 0 stays 0), as are the rows from D up. */
+template <typename T, int D, bool VEC>
+static __device__ __forceinline__ void quantise_v(const pass_args<T> &a, int i, uint32_t *tile)
 {
-    const int b = blockIdx.z, h = blockIdx.y, blk = blockIdx.x, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int r0 = blk * FP8_Q_BLOCK, rows = min(FP8_Q_BLOCK, lay.seqlen_q - r0);
-    __shared__ float part[4];
-    float mx = 0.0f;
-    for (int i = threadIdx.x; i < rows * D; i += blockDim.x) mx = fmaxf(mx, fabsf(load_f32(q.row(b, r0 + i / D, h) + i % D)));
-    mx = warp_max(mx);
-    if (lane == 0) part[warp] = mx;
-    __syncthreads();
-    const float amax_q = fmaxf(fmaxf(part[0], part[1]), fmaxf(part[2], part[3]));
-    const int g = h / lay.group, eq = fattn_fp8_exponent(amax_q);
-    const int ek = fattn_fp8_exponent(__uint_as_float(amax[b * lay.heads_kv + g]));
-    /* An infinite input would round to a finite e4m3 (satfinite): a NaN factor makes its rows NaN,
-     * as fp8.h defines (NaN inputs get there through their own bytes). */
-    const float amax_k = __uint_as_float(amax[b * lay.heads_kv + g]);
-    if (threadIdx.x == 0)
-        q_factor[((size_t)b * lay.heads_q + h) * lay.q_blocks + blk] =
-            isinf(amax_q) || isinf(amax_k)
-                ? __int_as_float(0x7fc00000)
-                : fattn_fp8_scale2(scale_log2 / (fattn_fp8_c(D) * fattn_fp8_c(D) * fattn_fp8_hadamard_n(D)), eq + ek);
-    for (int r = warp; r < rows; r += 4)
-        quantise_row<T, D>(q.row(b, r0 + r, h), q8 + (((size_t)b * lay.heads_q + h) * lay.seqlen_q + r0 + r) * D, eq,
-                           lane);
-}
-
-#define K_ROWS 16
-
-/* grid (key blocks of K_ROWS, heads_kv, batch), 128 threads. */
-template <typename T, int D>
-__global__ void __launch_bounds__(128) fp8_quant_k_kernel(view<T> k, fp8_layout lay, const unsigned *amax,
-                                                          uint8_t *k8)
-{
-    const int b = blockIdx.z, g = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int r0 = blockIdx.x * K_ROWS, rows = min(K_ROWS, lay.seqlen_kv - r0);
-    const int ek = fattn_fp8_exponent(__uint_as_float(amax[b * lay.heads_kv + g]));
-    for (int r = warp; r < rows; r += 4)
-        quantise_row<T, D>(k.row(b, r0 + r, g), k8 + (((size_t)b * lay.heads_kv + g) * lay.seqlen_kv + r0 + r) * D,
-                           ek, lane);
-}
-
-/* The key whose value goes to slot L (0..31) of a 32-key group of V^T: the kernel packs, for its
- * quad position q, accumulator columns 2q, 2q+1, 2q+8, 2q+9 into A-fragment slots 4q..4q+3 (and
- * the same 16 further on), so slot 16h + 4q + i must hold key 16h + 2q + (i & 1) + 8 (i >> 1). */
-static __device__ __forceinline__ int fp8_key_of_slot(int slot)
-{
-    const int half = slot / 16, q = (slot % 16) / 4, i = slot % 4;
-    return 16 * half + 2 * q + (i & 1) + 8 * (i >> 1);
-}
-
-#define V_KEYS 64
-
-/* grid (key blocks of V_KEYS, heads_kv, batch), 256 threads: a V_KEYS x D block is rounded into
- * shared memory, then written out as D rows of V_KEYS keys, four slots per thread. Keys from
- * seqlen_kv up to the row's padded end are written as zeros (P is zero there, and 0 * 0 stays 0). */
-template <typename T, int D>
-__global__ void __launch_bounds__(256) fp8_quant_v_kernel(view<T> v, fp8_layout lay, const unsigned *amax,
-                                                          float *v_factor, uint8_t *vt8)
-{
-    const int b = blockIdx.z, g = blockIdx.y, t0 = blockIdx.x * V_KEYS;
-    __shared__ uint8_t tile[V_KEYS][D + 4];
-    const int slot = b * lay.heads_kv + g;
-    const int ev = fattn_fp8_exponent(__uint_as_float(amax[gridDim.z * lay.heads_kv + slot]));
-    const float amax_v = __uint_as_float(amax[gridDim.z * lay.heads_kv + slot]);
-    if (blockIdx.x == 0 && threadIdx.x == 0)
-        v_factor[slot] = isinf(amax_v) ? __int_as_float(0x7fc00000) : fattn_fp8_scale2(1.0f / 256.0f, ev - FP8_V_SHIFT);
-    for (int i = threadIdx.x; i < V_KEYS * D; i += blockDim.x) {
-        const int t = i / D, d = i % D;
-        tile[t][d] = t0 + t < lay.seqlen_kv
-                         ? to_e4m3(fattn_fp8_scale2(load_f32(v.row(b, t0 + t, g) + d), FP8_V_SHIFT - ev))
-                         : (uint8_t)0;
+    using G = row_geom<D>;
+    constexpr int PD = FP8_STORED_DIM(D), W = D / 4 + 1;
+    const fp8_layout &l = a.lay;
+    const int blk = i % a.v_blocks, g = i / a.v_blocks % l.heads_kv, b = i / a.v_blocks / l.heads_kv;
+    const int t0 = blk * V_KEYS, slot = b * l.heads_kv + g;
+    const float amax_v = __uint_as_float(a.amax_v[slot]);
+    const int ev = fattn_fp8_exponent(amax_v);
+    if (blk == 0 && threadIdx.x == 0)
+        a.v_factor[slot] = poisoned(isinf(amax_v), fattn_fp8_scale2(1.0f / FATTN_FP8_P_SCALE, ev - FP8_V_SHIFT));
+    const int col0 = 8 * (threadIdx.x % G::lanes), r = threadIdx.x / G::lanes;
+#pragma unroll
+    for (int k = 0; k < V_KEYS / G::rows; ++k) {
+        const int t = k * G::rows + r;
+        float x[8];
+        unpack8<T>(t0 + t < l.seqlen_kv ? load8<T, VEC>(a.v.row(b, t0 + t, g) + col0) : make_uint4(0, 0, 0, 0), x);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) x[j] = fattn_fp8_scale2(x[j], FP8_V_SHIFT - ev);
+        const uint2 q = to_e4m3x8(x, 1.0f);
+        tile[t * W + col0 / 4] = q.x;
+        tile[t * W + col0 / 4 + 1] = q.y;
     }
     __syncthreads();
-    const int keys = min(V_KEYS, lay.keys_pad - t0);
-    uint8_t *out = vt8 + (size_t)slot * D * lay.keys_pad + t0;
-    for (int i = threadIdx.x; i < D * (V_KEYS / 4); i += blockDim.x) {
-        const int d = i / (V_KEYS / 4), s0 = 4 * (i % (V_KEYS / 4));
-        if (s0 >= keys) continue;
-        uint32_t w = 0;
+    uint8_t *out = a.vt8 + (size_t)slot * PD * l.keys_pad + t0;
+    constexpr int GROUPS = PD / 4; /* words of a key: four head-dim rows each */
+    static_assert(GROUPS * (V_KEYS / 16) % PASS_THREADS == 0, "every thread takes the same number of groups");
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            const int s = s0 + j;
-            w |= (uint32_t)tile[32 * (s / 32) + fp8_key_of_slot(s % 32)][d] << (8 * j);
+    for (int n = 0; n < GROUPS * (V_KEYS / 16) / PASS_THREADS; ++n) {
+        const int it = threadIdx.x + n * PASS_THREADS, lane = it % 32, wi = it / 32;
+        const int dg = wi % (GROUPS / 16) * 16 + lane % 16, s0 = 16 * (wi / (GROUPS / 16) * 2 + lane / 16);
+        if (t0 + s0 >= l.keys_pad) continue;
+        uint4 rows4[4] = {};
+        if (4 * dg < D) {
+            uint32_t w[16];
+#pragma unroll
+            for (int j = 0; j < 16; ++j) {
+                const int s = s0 + j;
+                w[j] = tile[(32 * (s / 32) + fattn_fp8_key_of_slot(s % 32)) * W + dg];
+            }
+            transpose_bytes(w, rows4);
         }
-        *(uint32_t *)(out + (size_t)d * lay.keys_pad + s0) = w;
+#pragma unroll
+        for (int e = 0; e < 4; ++e) *(uint4 *)(out + (size_t)(4 * dg + e) * l.keys_pad + s0) = rows4[e];
     }
+}
+
+/* grid: the ROW_BLOCK-key blocks of every (batch, kv head), flat. */
+template <typename T, int D, bool VEC> __global__ void __launch_bounds__(PASS_THREADS)
+    fp8_amax_kernel(view<T> k, view<T> v, int seqlen_kv, int heads_kv, unsigned *amax_k, unsigned *amax_v)
+{
+    using G = row_geom<D>;
+    __shared__ float red[2][PASS_THREADS / 32];
+    const int kb = (seqlen_kv + ROW_BLOCK - 1) / ROW_BLOCK, i = blockIdx.x;
+    const int blk = i % kb, g = i / kb % heads_kv, b = i / kb / heads_kv;
+    const int col0 = 8 * (threadIdx.x % G::lanes), r = threadIdx.x / G::lanes;
+    float mk = 0.0f, mv = 0.0f;
+#pragma unroll
+    for (int j = 0; j < ROW_BLOCK / G::rows; ++j) {
+        const int t = blk * ROW_BLOCK + j * G::rows + r;
+        if (t < seqlen_kv) {
+            mk = amax8<T>(mk, load8<T, VEC>(k.row(b, t, g) + col0));
+            mv = amax8<T>(mv, load8<T, VEC>(v.row(b, t, g) + col0));
+        }
+    }
+    mk = block_max(mk, red[0]);
+    mv = block_max(mv, red[1]);
+    if (threadIdx.x == 0) {
+        atomicMax(&amax_k[b * heads_kv + g], __float_as_uint(mk));
+        atomicMax(&amax_v[b * heads_kv + g], __float_as_uint(mv));
+    }
+}
+
+template <typename T, int D, bool VEC> __global__ void __launch_bounds__(PASS_THREADS)
+    fp8_quantise_kernel(pass_args<T> a)
+{
+    __shared__ uint32_t smem[V_KEYS * (D / 4 + 1)];
+    const int i = blockIdx.x;
+    if (i < a.q_ctas)
+        quantise_q<T, D, VEC>(a, i, (float *)smem);
+    else if (i < a.q_ctas + a.k_ctas)
+        quantise_k<T, D, VEC>(a, i - a.q_ctas);
+    else
+        quantise_v<T, D, VEC>(a, i - a.q_ctas - a.k_ctas, smem);
 }
 
 static int64_t align256(int64_t x) { return (x + 255) & ~(int64_t)255; }
@@ -226,7 +361,8 @@ extern "C" fp8_layout fattn_fp8_layout(const fattn_params *p)
     l.group = (int)(p->heads_q / p->heads_kv);
     l.q_blocks = (int)((p->seqlen_q + FP8_Q_BLOCK - 1) / FP8_Q_BLOCK);
     l.keys_pad = (int)((p->seqlen_kv + 31) / 32 * 32);
-    const int64_t D = p->head_dim, B = p->batch;
+    l.dim = (int)FP8_STORED_DIM(p->head_dim);
+    const int64_t D = l.dim, B = p->batch;
     l.q8 = 0;
     l.k8 = align256(l.q8 + B * p->heads_q * p->seqlen_q * D);
     l.vt8 = align256(l.k8 + B * p->heads_kv * p->seqlen_kv * D);
@@ -237,34 +373,61 @@ extern "C" fp8_layout fattn_fp8_layout(const fattn_params *p)
     return l;
 }
 
-template <typename T, int D>
+/* Whether rows of t can be read 16 bytes at a time: the base and every stride in use multiples
+ * of 16 bytes (8 elements). */
+static bool vector_view(const fattn_tensor *t, int64_t seqlen, int64_t heads, int64_t batch)
+{
+    return (uintptr_t)t->data % 16 == 0 && (seqlen == 1 || t->stride_seq % 8 == 0) &&
+           (heads == 1 || t->stride_head % 8 == 0) && (batch == 1 || t->stride_batch % 8 == 0);
+}
+
+template <typename T, int D, bool VEC>
 static fattn_status quantise(const fattn_params *p, const fp8_layout *l, uint8_t *ws, cudaStream_t stream)
 {
-    const view<T> q = make_view<T>(&p->q), k = make_view<T>(&p->k), v = make_view<T>(&p->v);
-    const int B = (int)p->batch;
+    pass_args<T> a;
+    a.q = make_view<T>(&p->q), a.k = make_view<T>(&p->k), a.v = make_view<T>(&p->v);
+    a.lay = *l;
+    a.scale_log2 = fattn_effective_scale(p) * 1.4426950408889634f;
+    const int64_t slots = (int64_t)p->batch * l->heads_kv; /* (batch, kv head) pairs */
     unsigned *amax = (unsigned *)(ws + l->amax);
-    cudaError_t e = cudaMemsetAsync(amax, 0, 2 * (size_t)B * l->heads_kv * sizeof(unsigned), stream);
+    a.amax_k = amax, a.amax_v = amax + slots;
+    a.q_factor = (float *)(ws + l->q_factor), a.v_factor = (float *)(ws + l->v_factor);
+    a.q8 = ws + l->q8, a.k8 = ws + l->k8, a.vt8 = ws + l->vt8;
+    a.v_blocks = (l->keys_pad + V_KEYS - 1) / V_KEYS;
+    const int64_t k_ctas = slots * ((l->seqlen_kv + ROW_BLOCK - 1) / ROW_BLOCK),
+                  q_ctas = (int64_t)p->batch * l->heads_q * l->q_blocks, v_ctas = slots * a.v_blocks;
+    if (q_ctas + k_ctas + v_ctas > INT_MAX)
+        return fattn_fail(FATTN_ERR_UNSUPPORTED, "FP8 quantisation pass: its %lld CTAs exceed a grid's 2^31-1",
+                          (long long)(q_ctas + k_ctas + v_ctas));
+    a.q_ctas = (int)q_ctas, a.k_ctas = (int)k_ctas;
+    cudaError_t e = cudaMemsetAsync(amax, 0, 2 * (size_t)slots * sizeof(unsigned), stream);
     if (e == cudaSuccess) {
-        fp8_amax_kernel<T, D><<<dim3((l->seqlen_kv + AMAX_ROWS - 1) / AMAX_ROWS, l->heads_kv, B), 256, 0, stream>>>(
-            k, v, l->seqlen_kv, l->heads_kv, B * l->heads_kv, amax);
-        fp8_quant_q_kernel<T, D><<<dim3(l->q_blocks, l->heads_q, B), 128, 0, stream>>>(
-            q, *l, fattn_effective_scale(p) * 1.4426950408889634f, amax, (float *)(ws + l->q_factor), ws + l->q8);
-        fp8_quant_k_kernel<T, D><<<dim3((l->seqlen_kv + K_ROWS - 1) / K_ROWS, l->heads_kv, B), 128, 0, stream>>>(
-            k, *l, amax, ws + l->k8);
-        fp8_quant_v_kernel<T, D><<<dim3((l->keys_pad + V_KEYS - 1) / V_KEYS, l->heads_kv, B), 256, 0, stream>>>(
-            v, *l, amax, (float *)(ws + l->v_factor), ws + l->vt8);
+        fp8_amax_kernel<T, D, VEC>
+            <<<(unsigned)k_ctas, PASS_THREADS, 0, stream>>>(a.k, a.v, l->seqlen_kv, l->heads_kv, amax, amax + slots);
+        fp8_quantise_kernel<T, D, VEC><<<(unsigned)(q_ctas + k_ctas + v_ctas), PASS_THREADS, 0, stream>>>(a);
         e = cudaGetLastError();
     }
-    if (e != cudaSuccess)
-        return fattn_fail(FATTN_ERR_CUDA, "FP8 quantisation pass failed: %s", cudaGetErrorString(e));
+    if (e != cudaSuccess) return fattn_fail(FATTN_ERR_CUDA, "FP8 quantisation pass failed: %s", cudaGetErrorString(e));
     return FATTN_OK;
+}
+
+template <typename T, int D>
+static fattn_status quantise_aligned(const fattn_params *p, const fp8_layout *l, uint8_t *ws, cudaStream_t stream)
+{
+    const bool vec = vector_view(&p->q, p->seqlen_q, p->heads_q, p->batch) &&
+                     vector_view(&p->k, p->seqlen_kv, p->heads_kv, p->batch) &&
+                     vector_view(&p->v, p->seqlen_kv, p->heads_kv, p->batch);
+    return vec ? quantise<T, D, true>(p, l, ws, stream) : quantise<T, D, false>(p, l, ws, stream);
 }
 
 template <typename T>
 static fattn_status quantise_dim(const fattn_params *p, const fp8_layout *l, uint8_t *ws, cudaStream_t stream)
 {
-    if (p->head_dim == 128) return quantise<T, 128>(p, l, ws, stream);
-    return quantise<T, 256>(p, l, ws, stream);
+    switch (p->head_dim) {
+    case 64: return quantise_aligned<T, 64>(p, l, ws, stream);
+    case 128: return quantise_aligned<T, 128>(p, l, ws, stream);
+    default: return quantise_aligned<T, 256>(p, l, ws, stream);
+    }
 }
 
 extern "C" fattn_status fattn_fp8_quantise(const fattn_params *p, const fp8_layout *l, void *workspace,
