@@ -328,6 +328,34 @@ static void test_supported_any(void)
            "bf16 d36 and a misaligned q refused\n");
 }
 
+/* FP8 mode in a CUDA build: the Hopper kernel serves head_dim 64 (on its d128 kernel, over copies
+ * padded to 128 columns), 128 and 256; nothing serves 96. */
+static void test_supported_any_fp8(void)
+{
+    void *fake[4];
+    for (int i = 0; i < 4; i++)
+        fake[i] = (void *)((uintptr_t)(i + 1) << 44);
+    const int64_t dims[] = {64, 128, 256, 96};
+    for (int i = 0; i < 4; i++) {
+        fattn_params p;
+        fattn_params_bshd(&p, 1, 300, 300, 8, 2, dims[i], FATTN_DTYPE_BF16, fake[0], fake[1],
+                          fake[2], fake[3]);
+        p.mode = FATTN_MODE_FP8;
+        size_t ws = 0;
+        if (fattn_cuda_workspace_size(&p, &ws) != FATTN_OK)
+            return; /* no CUDA: test_supported_any checks the answer */
+        const fattn_status st = fattn_cuda_supported_any(&p);
+        if (dims[i] == 96)
+            EXPECT(st == FATTN_ERR_UNSUPPORTED &&
+                       strstr(fattn_last_error(), "FP8 mode at head_dim (96)"),
+                   "FP8 d96: %s (%s)", fattn_status_name(st), fattn_last_error());
+        else
+            EXPECT(st == FATTN_OK && ws > 0, "FP8 d%lld: %s (%s), workspace %zu bytes",
+                   (long long)dims[i], fattn_status_name(st), fattn_last_error(), ws);
+    }
+    printf("fattn_cuda_supported_any: FP8 mode served at d64, d128, d256, refused at d96\n");
+}
+
 int main(void)
 {
     tu_rng rng;
@@ -341,6 +369,7 @@ int main(void)
     test_fields();
     test_accepted_views();
     test_supported_any();
+    test_supported_any_fp8();
     /* The base problem itself runs and writes everything. */
     EXPECT(fattn_cpu_forward(&base.params, 0) == FATTN_OK, "base problem: %s", fattn_last_error());
     tu_check c;

@@ -483,7 +483,7 @@ static void run_refusals(void)
         {"head_dim 36 with 16-byte strides unsupported", 36, FATTN_MODE_NATIVE, 0.f, 4, FATTN_DTYPE_F16,
          FATTN_ERR_UNSUPPORTED, 0},
         {"head_dim 12 unsupported", 12, FATTN_MODE_NATIVE, 0.f, 0, FATTN_DTYPE_F16, FATTN_ERR_UNSUPPORTED, 0},
-        {"fp8 mode at head_dim 64 unsupported", 64, FATTN_MODE_FP8, 0.f, 0, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED, 0},
+        {"fp8 mode at head_dim 96 unsupported", 96, FATTN_MODE_FP8, 0.f, 0, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED, 0},
         {"fp8 mode without workspace", 128, FATTN_MODE_FP8, 0.f, 0, FATTN_DTYPE_BF16, FATTN_ERR_WORKSPACE, 0},
         {"negative scale unsupported", 64, FATTN_MODE_NATIVE, -0.5f, 0, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED, 0},
         {"unaligned stride unsupported", 64, FATTN_MODE_NATIVE, 0.f, 1, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED, 0},

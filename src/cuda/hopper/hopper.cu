@@ -129,8 +129,8 @@ extern "C" fattn_status fattn_hopper_serves(const fattn_params *p)
     if (p->dtype != FATTN_DTYPE_BF16 && p->dtype != FATTN_DTYPE_F16)
         return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: dtype %s is not served (bf16, fp16 only)",
                           fattn_dtype_name(p->dtype));
-    if (fp8 && p->head_dim != 128 && p->head_dim != 256)
-        return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: FP8 mode at head_dim (%lld) is not served (128, 256)",
+    if (fp8 && p->head_dim != 64 && p->head_dim != 128 && p->head_dim != 256)
+        return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: FP8 mode at head_dim (%lld) is not served (64, 128, 256)",
                           (long long)p->head_dim);
     if (!fp8 && native_config(p->head_dim) == NULL)
         return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: head_dim (%lld) is not a multiple of 8 in 8..256",
@@ -233,8 +233,10 @@ static fattn_status launch(const hopper_args *args, int grid, cudaStream_t strea
 template <bool BF16, bool CAUSAL>
 static fattn_status launch_dim(const fattn_params *p, const hopper_args *args, int grid, cudaStream_t stream)
 {
+    /* FP8 d64 runs on the d128 kernel: its copies are stored in 128 columns, zeros past 64
+     * (quantize.h), and O's map keeps 64 columns, so TMA drops the store of columns 64..127. */
     if (p->mode == FATTN_MODE_FP8) {
-        if (p->head_dim == 128)
+        if (p->head_dim <= 128)
             return launch<BF16, true, 128, CFGF8_NWG, CFGF8_BN, CFGF8_STAGES, CAUSAL>(args, grid, stream);
         return launch<BF16, true, 256, CFGF8_NWG, CFGF8_BN, CFGF8_STAGES, CAUSAL>(args, grid, stream);
     }
@@ -270,7 +272,7 @@ extern "C" fattn_status fattn_hopper_forward(const fattn_params *p, void *worksp
     const fp8_layout l = fattn_fp8_layout(p);
     if (p->mode == FATTN_MODE_FP8) {
         uint8_t *ws = (uint8_t *)workspace;
-        const int64_t D = p->head_dim, Sq = p->seqlen_q, Skv = p->seqlen_kv, Hq = p->heads_q, Hkv = p->heads_kv;
+        const int64_t D = l.dim, Sq = p->seqlen_q, Skv = p->seqlen_kv, Hq = p->heads_q, Hkv = p->heads_kv;
         if ((st = encode_map(encode, &args.q, p, "q8",
                              map_spec{ws + l.q8, D, Sq, Hq, p->batch, D, Sq * D, Hq * Sq * D, HOPPER_WG_ROWS, 1})) ||
             (st = encode_map(encode, &args.k, p, "k8",
