@@ -12,8 +12,9 @@
  *      beside it. V is scaled and rounded into a shared-memory tile, then written transposed
  *      (head_dim rows of keys) with the keys of each group of 32 permuted to match the order in
  *      which the kernel packs P (softmax.cuh).
- * A lane holds eight consecutive elements of a row, read as one 16 bytes where the view's base and
- * strides allow it, else element by element into the same registers. */
+ * A lane holds eight consecutive elements of a row, read by one 16-byte load where the view's base
+ * and strides allow it, else element by element into the same registers. Head dim 64 is stored in
+ * 128 columns, zeros past 64 (quantize.h), so that the d128 kernel serves it. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
