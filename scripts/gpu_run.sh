@@ -16,6 +16,10 @@
 #   BENCH_ARGS="--only seed"  extra arguments of bench/gpu_bench.py
 #   BENCH_PATHS="portable auto"
 #   TEST_TIMEOUT=300 SAN_TIMEOUT=150   seconds per test run / per sanitizer tool (rc 124 = cut off)
+#   VARIANTS="poly4=-DHOPPER_EX2_POLY=4 early=-DHOPPER_LATE_RESCALE_MAX_D=0"   libfattn builds with
+#                             other compile-time knobs (name=flags, flags without spaces; commas in
+#                             flags become spaces), built in build-var-NAME while the tests run and
+#                             timed beside fattn in the same benchmark (gpu_bench.py --variant)
 set -u
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
@@ -49,6 +53,15 @@ spills=$(grep -c "bytes spill stores" "$LOG/build.log"; true)
 nonzero=$(grep "bytes spill stores" "$LOG/build.log" | grep -vc " 0 bytes spill stores"; true)
 note "build ok in $(elapsed)s (archs $ARCHS); kernels with spills: $nonzero of $spills"
 
+variant_args=""
+for v in ${VARIANTS:-}; do
+  name=${v%%=*} flags=${v#*=}
+  ( cmake -S . -B "$ROOT/build-var-$name" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFATTN_CUDA_ARCHS="$ARCHS" \
+      -DFATTN_BUILD_TESTS=OFF -DCMAKE_CUDA_FLAGS="${flags//,/ }" && cmake --build "$ROOT/build-var-$name" --target fattn ) \
+    >"$LOG/build-var-$name.log" 2>&1 &
+  variant_args="$variant_args --variant $name=$ROOT/build-var-$name/src/libfattn.so"
+done
+
 path_env() { if [ "$1" = portable ]; then echo "FATTN_FORCE_PORTABLE=1"; else echo "FATTN_FORCE_PORTABLE=0"; fi; }
 
 if [ -z "${SKIP_TESTS:-}" ]; then
@@ -73,11 +86,18 @@ if [ -z "${SKIP_SANITIZER:-}" ]; then
   done
 fi
 
+if [ -n "${VARIANTS:-}" ]; then
+  wait
+  for v in ${VARIANTS}; do
+    if [ -f "$ROOT/build-var-${v%%=*}/src/libfattn.so" ]; then note "variant $v: built"; else note "variant $v: BUILD FAILED"; fi
+  done
+fi
+
 if [ -z "${SKIP_BENCH:-}" ]; then
   for path in ${BENCH_PATHS:-portable auto}; do
     flag=""; [ "$path" = portable ] && flag="--portable"
     FATTN_LIBRARY="$BUILD/src/libfattn.so" OUT="$LOG" PYTHONUNBUFFERED=1 \
-      python3 bench/gpu_bench.py $flag --tag "$path" ${BENCH_ARGS:-} >"$LOG/bench-$path.log" 2>&1
+      python3 bench/gpu_bench.py $flag --tag "$path" $variant_args ${BENCH_ARGS:-} >"$LOG/bench-$path.log" 2>&1
     note "bench [$path]: rc=$? ($(elapsed)s)"
     [ -f "$LOG/bench-$path.md" ] && cp "$LOG/bench-$path.md" "$OUT/" && cat "$LOG/bench-$path.md" >>"$SUMMARY"
     [ -f "$LOG/bench-$path.md" ] || tail -5 "$LOG/bench-$path.log" | tee -a "$SUMMARY"

@@ -49,7 +49,10 @@ static __device__ __forceinline__ void turn_pass(int to)
  * and the softmax of S_j has run, outside the turn, so the multiplies never delay the issue of
  * P V and the other warpgroup's turn. Early (D > 128, O's 128 registers): between issuing S_j and
  * P_{j-1} V_{j-1}, while Q K^T runs, as FA3/FA4 do at these head dims. */
-#define HOPPER_RESCALE_EARLY(D) ((D) > 128)
+#ifndef HOPPER_LATE_RESCALE_MAX_D
+#define HOPPER_LATE_RESCALE_MAX_D 128
+#endif
+#define HOPPER_RESCALE_EARLY(D) ((D) > HOPPER_LATE_RESCALE_MAX_D)
 
 /* P's registers: two bf16/fp16 or four e4m3 probabilities each. */
 #define HOPPER_P_REGS(BN, F8) ((F8) ? (BN) / 8 : (BN) / 4)
