@@ -608,12 +608,13 @@ int main(int argc, char **argv)
                 cases[n++] = make(3, 130, 130, 2, 2, D, dt, 1, L_BSHD, 1);
             }
         }
-    /* Head dims between the Hopper kernel's 64, 128 and 256 (96 and 192 are in the matrix above):
-     * it runs them on the next one up over zero-filled columns, which must neither change the
-     * result nor reach memory past head_dim (the padded layout's gaps). Skipped with the reason
+    /* Head dims between the Hopper kernel's instantiations (48, 64, 80, 96, 128, 160, 192, 256;
+     * 96 and 192 are in the matrix above), each at and between them: it runs them on the next one
+     * up over zero-filled columns, which must neither change the result nor reach memory past
+     * head_dim (the padded layout's gaps). Skipped with the reason
      * off the Hopper path. Seqlen 1, tails 65/257/1000, causal both ways, GQA and MQA, every
      * layout, LSE. */
-    const int64_t padded_dims[] = {8, 16, 40, 72, 80, 104, 160, 200, 248};
+    const int64_t padded_dims[] = {8, 16, 40, 48, 56, 72, 80, 88, 104, 136, 160, 176, 200, 248};
     for (size_t di = 0; di < sizeof padded_dims / sizeof padded_dims[0]; di++)
         for (int ti = 0; ti < 2; ti++) {
             const int64_t D = padded_dims[di];

@@ -33,9 +33,15 @@ typedef struct hopper_args {
 /* Bytes per element of Q, K and V in shared memory: 2 (bf16/fp16), 1 in FP8 mode (e4m3). O is
  * always written in the I/O dtype, 2 bytes. */
 #define HOPPER_IN_BYTES(F8) ((F8) ? 1 : 2)
-/* Bytes of a rows x D tile of Q or K (FP8's V^T tile, D x BN bytes, is the same size as K's). */
-#define HOPPER_TILE_BYTES(rows, D, F8) ((rows) * (D) * HOPPER_IN_BYTES(F8))
-#define HOPPER_O_TILE_BYTES(D) (HOPPER_WG_ROWS * (D) * 2)
+/* A kernel's D is the head-dim extent its Q K^T runs over (a multiple of 16); its tiles are DT
+ * columns wide, D rounded up to whole 128-byte chunks. The columns past the call's head_dim are
+ * TMA's zeros; P V computes all DT of them (wgmma's MN-major B under the 128-byte swizzle takes
+ * N in multiples of 64), and the store of O clips them. */
+#define HOPPER_DT(D) (((D) + 63) / 64 * 64)
+
+/* Bytes of a rows x DT tile of Q or K (FP8's V^T tile, D x BN bytes, is the same size as K's). */
+#define HOPPER_TILE_BYTES(rows, D, F8) ((rows) * HOPPER_DT(D) * HOPPER_IN_BYTES(F8))
+#define HOPPER_O_TILE_BYTES(D) (HOPPER_WG_ROWS * HOPPER_DT(D) * 2)
 
 /* Whether O is staged in its own tiles (so the next tile's Q can load while this tile's epilogue
  * runs) or in the warpgroup's Q tile (bf16 d256: no room for both; an e4m3 Q tile is too small to

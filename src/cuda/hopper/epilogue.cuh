@@ -41,7 +41,7 @@ static __device__ __forceinline__ void write_output(const hopper_args *a, const 
         named_bar_sync(1 + wg, 128);
     }
 #pragma unroll
-    for (int g = 0; g < D / 8; ++g)
+    for (int g = 0; g < HOPPER_DT(D) / 8; ++g)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
             int row = r0 + 8 * h, col = 8 * g + 2 * (lane % 4);
@@ -53,7 +53,7 @@ static __device__ __forceinline__ void write_output(const hopper_args *a, const 
     const int row0 = t->m0 + wg * HOPPER_WG_ROWS;
     if (tid == 0) {
 #pragma unroll
-        for (int c = 0; c < D / 64; ++c)
+        for (int c = 0; c < HOPPER_DT(D) / 64; ++c)
             tma_store_4d(&a->o, o_tile_addr + c * HOPPER_WG_ROWS * HOPPER_ROW_BYTES, c * 64, row0, t->head,
                          t->batch);
         tma_store_commit();

@@ -29,6 +29,15 @@
 #ifndef CFG128_STAGES
 #define CFG128_STAGES 2
 #endif
+#ifndef CFG192_NWG
+#define CFG192_NWG 2
+#endif
+#ifndef CFG192_BN
+#define CFG192_BN 80
+#endif
+#ifndef CFG192_STAGES
+#define CFG192_STAGES 2
+#endif
 #ifndef CFG256_NWG
 #define CFG256_NWG 2
 #endif
@@ -49,8 +58,9 @@
 #define CFGF8_STAGES 2
 #endif
 
-/* Native mode runs head_dim d on the kernel instantiated for the smallest D of 64, 128, 256 that
- * holds it, over columns d..D-1 that exist only in shared memory and registers:
+/* Native mode runs head_dim d on the kernel instantiated for the smallest D of the table below
+ * that holds it. That kernel's Q K^T runs over D columns and its tiles are DT = D rounded up to 64
+ * wide (config.cuh's HOPPER_DT), so columns d..DT-1 exist only in shared memory and registers:
  * - The tensor maps keep dims[0] = d and read boxes of 64 columns, so the boxes past d lie partly
  *   or wholly outside the tensor. The PTX ISA (5.5.3.3, "Out of Boundary Access") sets such
  *   elements of a box to 0 in zero-fill mode, which is CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE (cuda.h,
@@ -69,9 +79,13 @@ typedef struct native_cfg {
     int d, nwg, bn;
 } native_cfg;
 
-static const native_cfg NATIVE_CFGS[] = {{64, CFG64_NWG, CFG64_BN},
-                                         {128, CFG128_NWG, CFG128_BN},
-                                         {256, CFG256_NWG, CFG256_BN}};
+/* The D between the 64-column tiles (48, 80, 96, 160) cut the Q K^T work of the head dims FA4's
+ * users bring (SD's 40, 80, 160; 72; 96) to D/DT of the padded kernel's; each D takes the tiles of
+ * its DT. 192 is a DT of its own: three chunks, the register and shared-memory budget of 256's. */
+static const native_cfg NATIVE_CFGS[] = {{48, CFG64_NWG, CFG64_BN},     {64, CFG64_NWG, CFG64_BN},
+                                         {80, CFG128_NWG, CFG128_BN},   {96, CFG128_NWG, CFG128_BN},
+                                         {128, CFG128_NWG, CFG128_BN},  {160, CFG192_NWG, CFG192_BN},
+                                         {192, CFG192_NWG, CFG192_BN}, {256, CFG256_NWG, CFG256_BN}};
 
 /* The configuration that serves head_dim in native mode, or NULL. A dense row of 2-byte elements
  * meets TMA's 16-byte stride rule only when head_dim is a multiple of 8; the rule is head_dim's
@@ -241,8 +255,13 @@ static fattn_status launch_dim(const fattn_params *p, const hopper_args *args, i
         return launch<BF16, true, 256, CFGF8_NWG, CFGF8_BN, CFGF8_STAGES, CAUSAL>(args, grid, stream);
     }
     switch (native_config(p->head_dim)->d) {
+    case 48: return launch<BF16, false, 48, CFG64_NWG, CFG64_BN, CFG64_STAGES, CAUSAL>(args, grid, stream);
     case 64: return launch<BF16, false, 64, CFG64_NWG, CFG64_BN, CFG64_STAGES, CAUSAL>(args, grid, stream);
+    case 80: return launch<BF16, false, 80, CFG128_NWG, CFG128_BN, CFG128_STAGES, CAUSAL>(args, grid, stream);
+    case 96: return launch<BF16, false, 96, CFG128_NWG, CFG128_BN, CFG128_STAGES, CAUSAL>(args, grid, stream);
     case 128: return launch<BF16, false, 128, CFG128_NWG, CFG128_BN, CFG128_STAGES, CAUSAL>(args, grid, stream);
+    case 160: return launch<BF16, false, 160, CFG192_NWG, CFG192_BN, CFG192_STAGES, CAUSAL>(args, grid, stream);
+    case 192: return launch<BF16, false, 192, CFG192_NWG, CFG192_BN, CFG192_STAGES, CAUSAL>(args, grid, stream);
     default: return launch<BF16, false, 256, CFG256_NWG, CFG256_BN, CFG256_STAGES, CAUSAL>(args, grid, stream);
     }
 }

@@ -21,12 +21,12 @@ static __device__ __forceinline__ void load_tile(uint32_t dst, const CUtensorMap
         tma_load_4d(dst + c * ROWS * HOPPER_ROW_BYTES, map, bar, col0 + c * ELEMS, row, head, batch);
 }
 
-/* A rows x D tile of Q or K: head-dim columns, rows along the sequence. */
+/* A rows x HOPPER_DT(D) tile of Q or K: head-dim columns, rows along the sequence. */
 template <bool FP8, int D, int ROWS>
 static __device__ __forceinline__ void load_rows(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row,
                                                  int head, int batch)
 {
-    load_tile<D * HOPPER_IN_BYTES(FP8), ROWS, HOPPER_ROW_BYTES / HOPPER_IN_BYTES(FP8)>(dst, map, bar, 0, row, head,
+    load_tile<HOPPER_DT(D) * HOPPER_IN_BYTES(FP8), ROWS, HOPPER_ROW_BYTES / HOPPER_IN_BYTES(FP8)>(dst, map, bar, 0, row, head,
                                                                                       batch);
 }
 

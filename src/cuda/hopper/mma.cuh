@@ -13,18 +13,20 @@
 template <bool BF16, bool FP8, int N>
 static __device__ __forceinline__ void wgmma_ss(float *d, uint64_t da, uint64_t db, int scale_d)
 {
-    static_assert(N == 64 || N == 80 || N == 128 || N == 176, "no wgmma SS wrapper for this key block");
+    static_assert(N == 64 || N == 80 || N == 112 || N == 128 || N == 176, "no wgmma SS wrapper for this key block");
     static_assert(!FP8 || N == 128, "no e4m3 wgmma SS wrapper for this key block");
     if constexpr (FP8) {
         wgmma_ss_e4m3_n128(d, da, db, scale_d);
     } else if constexpr (BF16) {
         if constexpr (N == 64) wgmma_ss_bf16_n64(d, da, db, scale_d);
         else if constexpr (N == 80) wgmma_ss_bf16_n80(d, da, db, scale_d);
+        else if constexpr (N == 112) wgmma_ss_bf16_n112(d, da, db, scale_d);
         else if constexpr (N == 128) wgmma_ss_bf16_n128(d, da, db, scale_d);
         else wgmma_ss_bf16_n176(d, da, db, scale_d);
     } else {
         if constexpr (N == 64) wgmma_ss_f16_n64(d, da, db, scale_d);
         else if constexpr (N == 80) wgmma_ss_f16_n80(d, da, db, scale_d);
+        else if constexpr (N == 112) wgmma_ss_f16_n112(d, da, db, scale_d);
         else if constexpr (N == 128) wgmma_ss_f16_n128(d, da, db, scale_d);
         else wgmma_ss_f16_n176(d, da, db, scale_d);
     }
@@ -33,7 +35,7 @@ static __device__ __forceinline__ void wgmma_ss(float *d, uint64_t da, uint64_t 
 template <bool BF16, bool FP8, int N>
 static __device__ __forceinline__ void wgmma_rs(float *d, const uint32_t *a, uint64_t db, int scale_d)
 {
-    static_assert(N == 64 || N == 128 || N == 256, "no wgmma RS wrapper for this head dim");
+    static_assert(N == 64 || N == 128 || N == 192 || N == 256, "no wgmma RS wrapper for this tile width");
     static_assert(!FP8 || N == 128 || N == 256, "no e4m3 wgmma RS wrapper for this head dim");
     if constexpr (FP8) {
         if constexpr (N == 128) wgmma_rs_e4m3_n128(d, a, db, scale_d);
@@ -41,10 +43,12 @@ static __device__ __forceinline__ void wgmma_rs(float *d, const uint32_t *a, uin
     } else if constexpr (BF16) {
         if constexpr (N == 64) wgmma_rs_bf16_n64(d, a, db, scale_d);
         else if constexpr (N == 128) wgmma_rs_bf16_n128(d, a, db, scale_d);
+        else if constexpr (N == 192) wgmma_rs_bf16_n192(d, a, db, scale_d);
         else wgmma_rs_bf16_n256(d, a, db, scale_d);
     } else {
         if constexpr (N == 64) wgmma_rs_f16_n64(d, a, db, scale_d);
         else if constexpr (N == 128) wgmma_rs_f16_n128(d, a, db, scale_d);
+        else if constexpr (N == 192) wgmma_rs_f16_n192(d, a, db, scale_d);
         else wgmma_rs_f16_n256(d, a, db, scale_d);
     }
 }
@@ -70,7 +74,7 @@ static __device__ __forceinline__ uint32_t kmajor_step(int kk, int rows)
     return (uint32_t)((kk % 4) * 32 + (kk / 4) * rows * HOPPER_ROW_BYTES);
 }
 
-/* S[64 x BN] = Q[64 x D] . K[BN x D]^T */
+/* S[64 x BN] = Q[64 x D] . K[BN x D]^T: only the first D columns, the rest are zeros */
 template <bool BF16, bool FP8, int D, int BN>
 static __device__ __forceinline__ void issue_qk(float *s, uint32_t q_tile, uint32_t k_tile)
 {
@@ -85,14 +89,14 @@ static __device__ __forceinline__ void issue_qk(float *s, uint32_t q_tile, uint3
     fence_accum<BN / 2>(s);
 }
 
-/* O[64 x D] += P[64 x BN] . V[BN x D]. bf16/fp16: V is MN-major: 8 rows of a chunk form a
+/* O[64 x DT] += P[64 x BN] . V[BN x DT] (DT = HOPPER_DT(D), config.cuh). bf16/fp16: V is MN-major: 8 rows of a chunk form a
  * 1024-byte swizzle atom (the stride offset), chunks of 64 columns are BN*128 bytes apart (the
  * leading offset), and each k16 step is 16 rows = 2048 bytes. FP8: V^T is a K-major tile of D rows,
  * stepped like K. */
 template <bool BF16, bool FP8, int D, int BN>
 static __device__ __forceinline__ void issue_pv(float *o, const uint32_t *p, uint32_t v_tile)
 {
-    fence_accum<D / 2>(o);
+    fence_accum<HOPPER_DT(D) / 2>(o);
     wgmma_fence();
     if constexpr (FP8) {
         const uint64_t vd = wgmma_desc_sw128(v_tile, 16, 1024);
@@ -103,10 +107,10 @@ static __device__ __forceinline__ void issue_pv(float *o, const uint32_t *p, uin
         const uint64_t vd = wgmma_desc_sw128(v_tile, BN * HOPPER_ROW_BYTES, 1024);
 #pragma unroll
         for (int kk = 0; kk < BN / 16; ++kk)
-            wgmma_rs<BF16, false, D>(o, p + 4 * kk, wgmma_desc_advance(vd, kk * 2048), 1);
+            wgmma_rs<BF16, false, HOPPER_DT(D)>(o, p + 4 * kk, wgmma_desc_advance(vd, kk * 2048), 1);
     }
     wgmma_commit();
-    fence_accum<D / 2>(o);
+    fence_accum<HOPPER_DT(D) / 2>(o);
 }
 
 #endif
