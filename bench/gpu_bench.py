@@ -222,7 +222,10 @@ def fattn_impls(s, sets, args, stream, row):
         fp8_params = [fattn_params(s, *st, mode=capi.MODE_FP8) for st in sets]
         status, msg = capi.cuda_supported(fp8_params[0])
         if status == capi.OK:
-            impls["fp8"] = fattn_fn(capi.load_library(), fp8_params, capi.cuda_workspace_size(fp8_params[0]))
+            fp8_ws = capi.cuda_workspace_size(fp8_params[0])
+            impls["fp8"] = fattn_fn(capi.load_library(), fp8_params, fp8_ws)
+            for name, lib in args.variant_libs.items():  # a variant's FP8 mode: NAME_fp8
+                impls[f"{name}_fp8"] = fattn_fn(lib, fp8_params, fp8_ws)
         else:
             add_note(row, f"fp8: {capi.status_name(status)}: {msg}")
     return impls
@@ -325,10 +328,12 @@ def table(rows, card, args):
              "| shape | B | Sq | Skv | Hq/Hkv | D | causal | dtype | fattn ms | fattn TFLOPS | cuDNN TFLOPS | flash TFLOPS | fattn/cuDNN | fattn/flash | "
              + ("FA4 TFLOPS | fattn/FA4 | " if fa4 else "")
              + "".join(f"{n} TFLOPS | {n}/cuDNN | " for n in variants)
-             + ("fp8 TFLOPS | fp8 speed-up vs fattn | " if args.fp8 else "") + "err vs flash | "
+             + ("fp8 TFLOPS | fp8 speed-up vs fattn | " if args.fp8 else "")
+             + ("".join(f"{n} fp8 TFLOPS | " for n in variants) if args.fp8 else "") + "err vs flash | "
              + ("FA4 max abs diff vs fattn | " if fa4 else "") + "note |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if fa4 else "")
-             + "---|---|" * len(variants) + ("---|---|" if args.fp8 else "") + "---|" + ("---|" if fa4 else "") + "---|"]
+             + "---|---|" * len(variants) + ("---|---|" + "---|" * len(variants) if args.fp8 else "") + "---|"
+             + ("---|" if fa4 else "") + "---|"]
     for r in rows:
         lines.append("| " + " | ".join([
             r["name"], str(r["B"]), str(r["Sq"]), str(r["Skv"]), f"{r['Hq']}/{r['Hkv']}", str(r["D"]),
@@ -338,6 +343,7 @@ def table(rows, card, args):
             + ([fmt(r.get("fa4_tflops"), ".0f"), fmt(r.get("ratio_fa4"), ".3f")] if fa4 else [])
             + [x for n in variants for x in (fmt(r.get(f"{n}_tflops"), ".0f"), fmt(r.get(f"ratio_{n}_cudnn"), ".3f"))]
             + ([fmt(r.get("fp8_tflops"), ".0f"), fmt(r.get("ratio_fp8_fattn"), ".3f")] if args.fp8 else [])
+            + ([fmt(r.get(f"{n}_fp8_tflops"), ".0f") for n in variants] if args.fp8 else [])
             + [fmt(r.get("rel_err_vs_flash"), ".1e")]
             + ([fmt(r.get("fa4_maxdiff_fattn"), ".1e")] if fa4 else []) + [r.get("note", "")]) + " |")
     judged = [r for r in rows if r["dtype"] in ("bf16", "fp16", "f16") and r.get("ratio_flash")]

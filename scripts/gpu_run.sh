@@ -8,6 +8,7 @@
 #   SKIP_TESTS=1 SKIP_SANITIZER=1 SKIP_BENCH=1   leave a part out
 #   ARCHS=90a-real            CUDA architectures to build (default: the card's own)
 #   TEST_ARGS="--filter d128" extra arguments of test_gpu_forward (both paths)
+#   FP8_TESTS=1               also run test_gpu_fp8_pass and test_gpu_fp8 (the FP8 pass's bytes, FP8 accuracy)
 #   TEST_PATHS="portable auto"  dispatch paths the tests run (auto = Hopper kernel where it serves)
 #   SAN_TOOLS="memcheck racecheck initcheck synccheck"
 #   SAN_PATHS="portable"      dispatch paths the sanitizer runs
@@ -43,7 +44,7 @@ fi
 
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFATTN_CUDA_ARCHS="$ARCHS" \
   -DFATTN_PTXAS_VERBOSE=ON -DFATTN_BUILD_TESTS=ON >"$LOG/configure.log" 2>&1
-if ! cmake --build "$BUILD" --target fattn test_gpu_forward >"$LOG/build.log" 2>&1; then
+if ! cmake --build "$BUILD" --target fattn test_gpu_forward test_gpu_fp8 test_gpu_fp8_pass >"$LOG/build.log" 2>&1; then
   note "BUILD FAILED (after $(elapsed)s):"
   grep -E "error|Error" "$LOG/build.log" | head -20 | tee -a "$SUMMARY"
   (cd "$LOG" && tar czf "$OUT/logs.tgz" .) ; cp "$SUMMARY" "$OUT/"
@@ -71,6 +72,13 @@ if [ -z "${SKIP_TESTS:-}" ]; then
     note "tests [$path]: rc=$rc; $(grep '^summary' "$LOG/test-$path.log" || echo 'no summary (crashed?)') ($(elapsed)s)"
     grep -E '^FAIL' "$LOG/test-$path.log" | head -15 | tee -a "$SUMMARY"
   done
+  if [ -n "${FP8_TESTS:-}" ]; then
+    for t in test_gpu_fp8_pass test_gpu_fp8; do
+      timeout "${TEST_TIMEOUT:-300}" "$BUILD/tests/gpu/$t" >"$LOG/$t.log" 2>&1
+      note "$t: rc=$? $(grep -E 'passed|summary' "$LOG/$t.log" | tail -1) ($(elapsed)s)"
+      grep -E '^FAIL' "$LOG/$t.log" | head -10 | tee -a "$SUMMARY"
+    done
+  fi
 fi
 
 if [ -z "${SKIP_SANITIZER:-}" ]; then
