@@ -17,7 +17,7 @@
 #   BENCH_ARGS="--only seed"  extra arguments of bench/gpu_bench.py
 #   BENCH_PATHS="portable auto"
 #   TEST_TIMEOUT=300 SAN_TIMEOUT=150   seconds per test run / per sanitizer tool (rc 124 = cut off)
-#   VARIANTS="poly4=-DHOPPER_EX2_POLY=4 early=-DHOPPER_LATE_RESCALE_MAX_D=0"   libfattn builds with
+#   VARIANTS="early=-DHOPPER_LATE_RESCALE_MAX_D=0 bn112=-DCFG192_BN=112"   libfattn builds with
 #                             other compile-time knobs (name=flags, flags without spaces; commas in
 #                             flags become spaces), built in build-var-NAME while the tests run and
 #                             timed beside fattn in the same benchmark (gpu_bench.py --variant)

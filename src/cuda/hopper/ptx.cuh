@@ -186,22 +186,4 @@ static __device__ __forceinline__ float ex2_approx(float x)
     return y;
 }
 
-/* 2^x on the FMA pipe, for x <= 127: the SM has 16 MUFU lanes against 128 FP32 lanes, and the
- * softmax's exponentials (one per score) keep MUFU as busy as the tensor cores are in FP8 mode, so
- * part of them are computed here. x = n + f with n = floor(x) (adding 1.5 * 2^23 rounded down puts
- * n in the low mantissa bits), 2^f from a cubic fitted for relative error (3.6e-4 on [0, 1), below
- * bf16's half ulp), n added to the exponent with one integer multiply-add. The clamp at -127 keeps
- * NaN (max.NaN), so a NaN score stays NaN as through ex2.approx; results below 2^-126 are not
- * exact subnormals but are below every probability the kernel keeps. */
-static __device__ __forceinline__ float ex2_poly(float x)
-{
-    float c;
-    asm("max.NaN.f32 %0, %1, 0fC2FE0000;" : "=f"(c) : "f"(x));
-    const float round = 12582912.0f;
-    const float r = __fadd_rd(c, round);
-    const float f = c - (r - round);
-    const float p = fmaf(fmaf(fmaf(0.07424836605787277f, f, 0.2307870239019394f), f, 0.6942477226257324f), f, 1.0f);
-    return __int_as_float(__float_as_int(r) * (1 << 23) + __float_as_int(p));
-}
-
 #endif

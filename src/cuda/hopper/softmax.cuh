@@ -47,12 +47,6 @@ static __device__ __forceinline__ float quad_sum(float x)
  * 256 * sum(p), which the epilogue takes back (kernel.cuh's f[2]). */
 #define HOPPER_P_LOG2(F8) ((F8) ? 8 : 0)
 
-/* Every HOPPER_EX2_POLY-th column group's exponentials go to the FMA pipe (ptx.cuh's ex2_poly);
- * 0 keeps them all on MUFU. */
-#ifndef HOPPER_EX2_POLY
-#define HOPPER_EX2_POLY 0
-#endif
-
 /* Updates the running max m[2] and partial sums l[2] with block s, turns s into probabilities
  * (times 2^HOPPER_P_LOG2) in place, and returns the factors alpha[2] by which the O accumulator
  * rows must be rescaled: exactly 1 where the row's max did not move, so rescale_rows can skip. */
@@ -77,9 +71,7 @@ static __device__ __forceinline__ void online_softmax(float *s, float *m, float 
         for (int g = 0; g < BN / 8; ++g)
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
-                const float x = fmaf(s[4 * g + 2 * h + e], scale_log2, -ms);
-                const float p = HOPPER_EX2_POLY && g % (HOPPER_EX2_POLY ? HOPPER_EX2_POLY : 1) == 0 ? ex2_poly(x)
-                                                                                               : ex2_approx(x);
+                const float p = ex2_approx(fmaf(s[4 * g + 2 * h + e], scale_log2, -ms));
                 s[4 * g + 2 * h + e] = p;
                 sum += p;
             }
