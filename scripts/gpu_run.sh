@@ -8,7 +8,8 @@
 #   SKIP_TESTS=1 SKIP_SANITIZER=1 SKIP_BENCH=1   leave a part out
 #   ARCHS=90a-real            CUDA architectures to build (default: the card's own)
 #   TEST_ARGS="--filter d128" extra arguments of test_gpu_forward (both paths)
-#   FP8_TESTS=1               also run test_gpu_fp8_pass and test_gpu_fp8 (the FP8 pass's bytes, FP8 accuracy)
+#   FP8_TESTS=1               also run test_gpu_fp8_pass and test_gpu_fp8 (the FP8 pass's bytes, FP8 accuracy),
+#                             and the sanitizer over test_gpu_fp8_pass
 #   TEST_PATHS="portable auto"  dispatch paths the tests run (auto = Hopper kernel where it serves)
 #   SAN_TOOLS="memcheck racecheck initcheck synccheck"
 #   SAN_PATHS="portable"      dispatch paths the sanitizer runs
@@ -92,6 +93,14 @@ if [ -z "${SKIP_SANITIZER:-}" ]; then
       note "compute-sanitizer $tool [$path]: rc=$rc; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$LOG/san-$tool-$path.log" | tail -1) ($(elapsed)s)"
     done
   done
+  if [ -n "${FP8_TESTS:-}" ]; then
+    for tool in ${SAN_TOOLS:-memcheck racecheck initcheck synccheck}; do
+      timeout "${SAN_TIMEOUT:-150}" compute-sanitizer --tool "$tool" --error-exitcode 9 \
+        "$BUILD/tests/gpu/test_gpu_fp8_pass" >"$LOG/san-$tool-fp8-pass.log" 2>&1
+      rc=$?
+      note "compute-sanitizer $tool [fp8 pass]: rc=$rc; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$LOG/san-$tool-fp8-pass.log" | tail -1) ($(elapsed)s)"
+    done
+  fi
 fi
 
 if [ -n "${VARIANTS:-}" ]; then

@@ -44,7 +44,7 @@ static __device__ __forceinline__ float quad_sum(float x)
 
 /* log2 of the factor the probabilities carry: FP8 mode quantises P as e4m3(256 p) (src/core/fp8.h),
  * and folding the 256 into exp2's argument saves a multiply per score; the row sums then hold
- * 256 * sum(p), which the epilogue takes back (kernel.cuh's f[2]). */
+ * 256 * sum(p), which the epilogue takes back (epilogue.cuh). */
 #define HOPPER_P_LOG2(F8) ((F8) ? 8 : 0)
 
 /* Updates the running max m[2] and partial sums l[2] with block s, turns s into probabilities
