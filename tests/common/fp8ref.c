@@ -9,8 +9,8 @@
 #include "testutil.h"
 
 #define Q_ROWS 64     /* query rows per Q scale */
-#define KEY_BLOCK 128
-#define FATTN_HEAD_DIM_MAX_REF 256 /* keys per online-softmax step: P is rounded against this running max */
+#define KEY_BLOCK 128 /* keys per online-softmax step: P is rounded against this running max */
+#define FATTN_HEAD_DIM_MAX_REF 256
 
 static const uint64_t sign_words[4] = {0x243F6A8885A308D3ull, 0x13198A2E03707344ull,
                                        0xA4093822299F31D0ull, 0x082EFA98EC4E6C89ull};
@@ -85,46 +85,69 @@ static double scale_of(const fattn_params *p)
     return p->scale != 0.0f ? (double)p->scale : 1.0 / sqrt((double)p->head_dim);
 }
 
+/* One (batch, kv head)'s K and V as e4m3 values, [key][D], and their exponents. */
 typedef struct kv8 {
-    double *k, *v;      /* [slot][key][D], e4m3 values */
-    int *ek, *ev;
-    int *k_inf, *v_inf;
+    double *k, *v;
+    int ek, ev, k_inf, v_inf;
 } kv8;
 
-static void quantise_kv(const fattn_params *p, kv8 *kv)
+static void quantise_kv(const fattn_params *p, int64_t b, int64_t g, kv8 *kv)
 {
     const int64_t D = p->head_dim, S = p->seqlen_kv;
-    for (int64_t b = 0; b < p->batch; b++)
-        for (int64_t g = 0; g < p->heads_kv; g++) {
-            const int64_t slot = b * p->heads_kv + g;
-            double ka = 0, va = 0;
-            for (int64_t s = 0; s < S; s++)
-                for (int64_t d = 0; d < D; d++) {
-                    double k = fabs(get(p, &p->k, b, s, g, d)), v = fabs(get(p, &p->v, b, s, g, d));
-                    ka = k > ka ? k : ka; /* NaN passed over */
-                    va = v > va ? v : va;
-                }
-            kv->ek[slot] = exponent_of(ka);
-            kv->ev[slot] = exponent_of(va);
-            kv->k_inf[slot] = isinf(ka);
-            kv->v_inf[slot] = isinf(va);
-            for (int64_t s = 0; s < S; s++) {
-                double *k = kv->k + (slot * S + s) * D, *v = kv->v + (slot * S + s) * D;
-                for (int64_t d = 0; d < D; d++) {
-                    k[d] = get(p, &p->k, b, s, g, d);
-                    v[d] = e4m3(ldexp(get(p, &p->v, b, s, g, d), 7 - kv->ev[slot]));
-                }
-                quantise_rotated(k, D, kv->ek[slot]);
-            }
+    double ka = 0, va = 0;
+    for (int64_t s = 0; s < S; s++)
+        for (int64_t d = 0; d < D; d++) {
+            double k = fabs(get(p, &p->k, b, s, g, d)), v = fabs(get(p, &p->v, b, s, g, d));
+            ka = k > ka ? k : ka; /* NaN passed over */
+            va = v > va ? v : va;
         }
+    kv->ek = exponent_of(ka);
+    kv->ev = exponent_of(va);
+    kv->k_inf = isinf(ka);
+    kv->v_inf = isinf(va);
+    for (int64_t s = 0; s < S; s++) {
+        double *k = kv->k + s * D, *v = kv->v + s * D;
+        for (int64_t d = 0; d < D; d++) {
+            k[d] = get(p, &p->k, b, s, g, d);
+            v[d] = e4m3(ldexp(get(p, &p->v, b, s, g, d), 7 - kv->ev));
+        }
+        quantise_rotated(k, D, kv->ek);
+    }
 }
 
-/* One query row given its e4m3 values q8 and the factors of its Q block and K/V head. */
-static void attend_row(const fattn_params *p, const kv8 *kv, int64_t slot, int64_t i,
-                       const double *q8, double factor, double v_factor, double *acc,
-                       double *out, double *lse)
+/* The Q block of rows i0 .. i0 + rows of (b, h) as e4m3 values into q8, and the factors that
+ * turn its products with kv into base-2 logits and P V into the output. */
+typedef struct q_block {
+    double *q8;
+    double factor, v_factor;
+} q_block;
+
+static void quantise_q(const fattn_params *p, const kv8 *kv, int64_t b, int64_t h, int64_t i0,
+                       int64_t rows, q_block *qb)
 {
-    const int64_t D = p->head_dim, S = p->seqlen_kv, visible = visible_keys(p, i);
+    const int64_t D = p->head_dim, n = chunk_of(D);
+    const double c = pow(2.0, floor(log2(224.0 / (double)n)));
+    double qa = 0;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t d = 0; d < D; d++) {
+            qb->q8[r * D + d] = get(p, &p->q, b, i0 + r, h, d);
+            qa = fabs(qb->q8[r * D + d]) > qa ? fabs(qb->q8[r * D + d]) : qa;
+        }
+    const int eq = exponent_of(qa);
+    for (int64_t r = 0; r < rows; r++)
+        quantise_rotated(qb->q8 + r * D, D, eq);
+    /* an infinite amax has no scale and poisons what it reaches */
+    qb->factor = isinf(qa) || kv->k_inf ? NAN
+                                        : scale_of(p) / log(2.0) * ldexp(1.0, eq + kv->ek) /
+                                              (c * c * (double)n);
+    qb->v_factor = kv->v_inf ? NAN : ldexp(1.0, kv->ev - 7) / 256.0;
+}
+
+/* Query row i given its e4m3 values q8 and its Q block's factors. */
+static void attend_row(const fattn_params *p, const kv8 *kv, int64_t i, const double *q8,
+                       const q_block *qb, double *acc, double *out, double *lse)
+{
+    const int64_t D = p->head_dim, visible = visible_keys(p, i);
     if (visible <= 0) {
         for (int64_t d = 0; d < D; d++)
             out[d] = 0.0;
@@ -139,11 +162,11 @@ static void attend_row(const fattn_params *p, const kv8 *kv, int64_t slot, int64
         const int64_t j1 = j0 + KEY_BLOCK < visible ? j0 + KEY_BLOCK : visible;
         double s[KEY_BLOCK], mx = -INFINITY;
         for (int64_t t = j0; t < j1; t++) {
-            const double *k = kv->k + (slot * S + t) * D;
+            const double *k = kv->k + t * D;
             double dot = 0;
             for (int64_t d = 0; d < D; d++)
                 dot += q8[d] * k[d];
-            s[t - j0] = dot * factor;
+            s[t - j0] = dot * qb->factor;
             mx = fmax(mx, s[t - j0]);
         }
         const double m_new = fmax(m, mx);
@@ -153,7 +176,7 @@ static void attend_row(const fattn_params *p, const kv8 *kv, int64_t slot, int64
             acc[d] *= alpha;
         for (int64_t t = j0; t < j1; t++) {
             const double pr = exp2(s[t - j0] - m_new), p8 = e4m3(pr * 256.0);
-            const double *v = kv->v + (slot * S + t) * D;
+            const double *v = kv->v + t * D;
             l += pr;
             for (int64_t d = 0; d < D; d++)
                 acc[d] += p8 * v[d];
@@ -161,66 +184,66 @@ static void attend_row(const fattn_params *p, const kv8 *kv, int64_t slot, int64
         m = m_new;
     }
     for (int64_t d = 0; d < D; d++)
-        out[d] = acc[d] * v_factor / l;
+        out[d] = acc[d] * qb->v_factor / l;
     if (lse)
         *lse = (m + log2(l)) * log(2.0);
 }
 
-int tu_fp8_reference(const fattn_params *p, double *out, double *lse)
+/* Every row (rows NULL: out and lse in tu_reference's layout) or the n listed (b, h, i) rows
+ * (out and lse in the list's order). One kv head at a time, so memory stays at one head's K/V. */
+static int reference(const fattn_params *p, const int64_t *rows, int64_t n, double *out,
+                     double *lse)
 {
-    const int64_t D = p->head_dim, S = p->seqlen_kv, slots = p->batch * p->heads_kv;
-    const size_t kv_n = (size_t)(slots * S * D);
-    kv8 kv = {malloc(kv_n * sizeof(double)), malloc(kv_n * sizeof(double)),
-              malloc((size_t)slots * sizeof(int)), malloc((size_t)slots * sizeof(int)),
-              malloc((size_t)slots * sizeof(int)), malloc((size_t)slots * sizeof(int))};
-    double *q8 = malloc((size_t)(Q_ROWS * D) * sizeof(double));
+    const int64_t D = p->head_dim, S = p->seqlen_kv, group = p->heads_q / p->heads_kv;
+    kv8 kv = {malloc((size_t)(S * D) * sizeof(double)), malloc((size_t)(S * D) * sizeof(double)),
+              0, 0, 0, 0};
+    q_block qb = {malloc((size_t)(Q_ROWS * D) * sizeof(double)), 0, 0};
     double *acc = malloc((size_t)D * sizeof(double));
     int rc = -1;
-    if (!kv.k || !kv.v || !kv.ek || !kv.ev || !kv.k_inf || !kv.v_inf || !q8 || !acc)
+    if (!kv.k || !kv.v || !qb.q8 || !acc)
         goto done;
-    quantise_kv(p, &kv);
-    const int64_t n = chunk_of(D);
-    const double c = pow(2.0, floor(log2(224.0 / (double)n)));
     for (int64_t b = 0; b < p->batch; b++)
-        for (int64_t h = 0; h < p->heads_q; h++) {
-            const int64_t slot = b * p->heads_kv + h / (p->heads_q / p->heads_kv);
-            for (int64_t i0 = 0; i0 < p->seqlen_q; i0 += Q_ROWS) {
-                const int64_t rows = p->seqlen_q - i0 < Q_ROWS ? p->seqlen_q - i0 : Q_ROWS;
-                double qa = 0;
-                for (int64_t r = 0; r < rows; r++)
-                    for (int64_t d = 0; d < D; d++) {
-                        q8[r * D + d] = get(p, &p->q, b, i0 + r, h, d);
-                        qa = fabs(q8[r * D + d]) > qa ? fabs(q8[r * D + d]) : qa;
+        for (int64_t g = 0; g < p->heads_kv; g++) {
+            quantise_kv(p, b, g, &kv);
+            for (int64_t h = g * group; h < (g + 1) * group; h++)
+                for (int64_t i0 = 0; i0 < p->seqlen_q; i0 += Q_ROWS) {
+                    const int64_t len = p->seqlen_q - i0 < Q_ROWS ? p->seqlen_q - i0 : Q_ROWS;
+                    int quantised = 0;
+                    for (int64_t r = 0; r < (rows ? n : len); r++) {
+                        int64_t i = i0 + r, o = (b * p->seqlen_q + i) * p->heads_q + h,
+                                l = (b * p->heads_q + h) * p->seqlen_q + i;
+                        if (rows) {
+                            i = rows[3 * r + 2];
+                            if (rows[3 * r] != b || rows[3 * r + 1] != h || i < i0 || i >= i0 + len)
+                                continue;
+                            o = l = r;
+                        }
+                        if (!quantised)
+                            quantise_q(p, &kv, b, h, i0, len, &qb);
+                        quantised = 1;
+                        attend_row(p, &kv, i, qb.q8 + (i - i0) * D, &qb, acc, out + o * D,
+                                   lse ? lse + l : NULL);
                     }
-                const int eq = exponent_of(qa);
-                for (int64_t r = 0; r < rows; r++)
-                    quantise_rotated(q8 + r * D, D, eq);
-                /* base-2 logits; an infinite amax has no scale and poisons what it reaches */
-                double factor = scale_of(p) / log(2.0) * ldexp(1.0, eq + kv.ek[slot]) / (c * c * n);
-                double v_factor = ldexp(1.0, kv.ev[slot] - 7) / 256.0;
-                if (isinf(qa) || kv.k_inf[slot])
-                    factor = NAN;
-                if (kv.v_inf[slot])
-                    v_factor = NAN;
-                for (int64_t r = 0; r < rows; r++) {
-                    const int64_t i = i0 + r;
-                    attend_row(p, &kv, slot, i, q8 + r * D, factor, v_factor, acc,
-                               out + ((b * p->seqlen_q + i) * p->heads_q + h) * D,
-                               lse ? lse + (b * p->heads_q + h) * p->seqlen_q + i : NULL);
                 }
-            }
         }
     rc = 0;
 done:
     free(kv.k);
     free(kv.v);
-    free(kv.ek);
-    free(kv.ev);
-    free(kv.k_inf);
-    free(kv.v_inf);
-    free(q8);
+    free(qb.q8);
     free(acc);
     return rc;
+}
+
+int tu_fp8_reference(const fattn_params *p, double *out, double *lse)
+{
+    return reference(p, NULL, 0, out, lse);
+}
+
+int tu_fp8_reference_rows(const fattn_params *p, const int64_t *rows, int64_t n, double *out,
+                          double *lse)
+{
+    return reference(p, rows, n, out, lse);
 }
 
 int tu_fp8_bare_row(const fattn_params *p, int64_t b, int64_t h, int64_t i, double *out)

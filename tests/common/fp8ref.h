@@ -6,6 +6,8 @@
  *
  *  - tu_fp8_reference: the FP8 semantics, what fattn's FP8 mode computes up to fp32 rounding and
  *    the order of its sums. Out and LSE laid out as tu_reference's.
+ *  - tu_fp8_reference_rows: the same on listed query rows only, for problems too large to
+ *    check whole (GPU tests' sampled rows).
  *  - tu_fp8_bare_row: the seed's method for comparison: Q, K and V cast to e4m3 as they are (no
  *    scale: |x| >= 464 becomes NaN, as torch's float8_e4m3fn cast does), exact softmax in double,
  *    P cast bare, O = sum p8 v8 / sum p.
@@ -22,6 +24,10 @@ extern "C" {
 
 /* Returns 0, or -1 when memory runs out. */
 int tu_fp8_reference(const fattn_params *params, double *out, double *lse);
+/* rows: n (b, h, i) triples; out gets n rows of head_dim values, lse (if non-NULL) n values, in
+ * the list's order. */
+int tu_fp8_reference_rows(const fattn_params *params, const int64_t *rows, int64_t n,
+                          double *out, double *lse);
 int tu_fp8_bare_row(const fattn_params *params, int64_t b, int64_t h, int64_t i, double *out);
 
 /* The library's CPU forward (fattn_cpu_forward, params' mode, all CPUs) as a reference with

@@ -1,8 +1,9 @@
-/* FP8 mode (mode 1) on the GPU against two float64 references, on sampled rows:
- *   - the FP8 semantics of src/core/fp8.h (the same e4m3 bytes of Q, K and V, scores, softmax and
- *     the P rounding in double): what the kernel must compute, up to its online-softmax order;
- *   - exact attention on the dtype-rounded inputs: the accuracy the issue bars (relative L2 on
- *     N(0, 1), RMSE on FA3's outlier test), with the seed's bare e4m3 cast measured beside it.
+/* FP8 mode (mode 1) on the GPU against two float64 references of tests/common, on sampled rows:
+ *   - the FP8 semantics (tu_fp8_reference_rows: the same e4m3 bytes of Q, K and V, scores, online
+ *     softmax and the P rounding in double): what the kernel must compute, up to its order of sums;
+ *   - exact attention on the dtype-rounded inputs (tu_reference_row): the accuracy the issue bars
+ *     (relative L2 on N(0, 1), RMSE on FA3's outlier test), with the seed's bare e4m3 cast
+ *     (tu_fp8_bare_row) measured beside it.
  * Outputs are NaN-poisoned before each call; every written element must be finite. Exits 77 (CTest:
  * skipped) without a CUDA device or where the device has no FP8 kernel. */
 #include <cuda_runtime.h>
@@ -11,9 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../src/core/fp8.h"
 #include "fattn.h"
+#include "fp8ref.h"
 #include "gpu_util.h"
+#include "testutil.h"
 
 typedef struct fp8_case {
     const char *name;
@@ -49,94 +51,17 @@ static void set_view(const fp8_case *c, fattn_tensor *t, void *data, int64_t s_l
     t->stride_head = c->bhsd ? s_len * c->d : c->d;
 }
 
-static float amax_rows(const fp8_case *c, const float *x, int64_t s_len, int64_t heads, int64_t b, int64_t h,
-                       int64_t r0, int64_t rows)
-{
-    float m = 0.0f;
-    for (int64_t s = r0; s < r0 + rows && s < s_len; s++)
-        for (int64_t d = 0; d < c->d; d++) m = fmaxf(m, fabsf(x[at(c, s_len, heads, b, s, h) + d]));
-    return m;
-}
-
-/* One row quantised as fp8.h defines: scaled by 2^-e, rotated when asked, times mul, to e4m3. */
-static void quant_row(const float *src, int64_t D, int e, int rotate, float mul, double *out)
-{
-    float x[256];
-    for (int64_t d = 0; d < D; d++) x[d] = fattn_fp8_scale2(src[d], -e);
-    if (rotate) fattn_fp8_rotate(x, (int)D);
-    for (int64_t d = 0; d < D; d++) out[d] = fattn_fp8_e4m3_to_float(fattn_fp8_e4m3_rn(x[d] * mul));
-}
-
-typedef struct row_refs {
-    double *fp8, *exact, *bare; /* [D] each */
-    double lse;                 /* of the FP8 logits */
-} row_refs;
-
-/* The three references for query row i of (b, h). kq/vq: that head's quantised K and V rows. */
-static void reference_row(const fp8_case *c, const float *q, const float *k, const float *v, const double *kq,
-                          const double *vq, int ek, int ev, int64_t b, int64_t h, int64_t i, row_refs *out,
-                          double *s_fp8, double *s_exact, double *s_bare)
-{
-    const int64_t D = c->d, g = h / (c->hq / c->hkv);
-    const double scale = 1.0 / sqrt((double)D);
-    const int64_t blk = i / FATTN_FP8_Q_BLOCK;
-    const int eq = fattn_fp8_exponent(amax_rows(c, q, c->sq, c->hq, b, h, blk * FATTN_FP8_Q_BLOCK, FATTN_FP8_Q_BLOCK));
-    double qq[256];
-    quant_row(q + at(c, c->sq, c->hq, b, i, h), D, eq, 1, fattn_fp8_c((int)D), qq);
-    const double cc = fattn_fp8_c((int)D), factor = ldexp(scale, eq + ek) / (cc * cc * fattn_fp8_hadamard_n((int)D));
-    const int64_t last = c->causal ? i + c->skv - c->sq : c->skv - 1;
-    double m8 = -INFINITY, me = -INFINITY, mb = -INFINITY;
-    for (int64_t t = 0; t <= last && t < c->skv; t++) {
-        const float *kr = k + at(c, c->skv, c->hkv, b, t, g), *qr = q + at(c, c->sq, c->hq, b, i, h);
-        double a = 0, e = 0, bc = 0;
-        for (int64_t d = 0; d < D; d++) {
-            a += qq[d] * kq[t * D + d];
-            e += (double)qr[d] * kr[d];
-            bc += (double)fattn_fp8_e4m3_to_float(fattn_fp8_e4m3_rn(qr[d])) *
-                  fattn_fp8_e4m3_to_float(fattn_fp8_e4m3_rn(kr[d]));
-        }
-        s_fp8[t] = a * factor;
-        s_exact[t] = e * scale;
-        s_bare[t] = bc * scale;
-        m8 = fmax(m8, s_fp8[t]);
-        me = fmax(me, s_exact[t]);
-        mb = fmax(mb, s_bare[t]);
-    }
-    double l8 = 0, le = 0, lb = 0;
-    memset(out->fp8, 0, sizeof(double) * D);
-    memset(out->exact, 0, sizeof(double) * D);
-    memset(out->bare, 0, sizeof(double) * D);
-    for (int64_t t = 0; t <= last && t < c->skv; t++) {
-        const double p8 = exp(s_fp8[t] - m8), pe = exp(s_exact[t] - me), pb = exp(s_bare[t] - mb);
-        const double p8q = fattn_fp8_e4m3_to_float(fattn_fp8_e4m3_rn((float)p8 * FATTN_FP8_P_SCALE));
-        const double pbq = fattn_fp8_e4m3_to_float(fattn_fp8_e4m3_rn((float)pb));
-        l8 += p8;
-        le += pe;
-        lb += pb;
-        const float *vr = v + at(c, c->skv, c->hkv, b, t, g);
-        for (int64_t d = 0; d < D; d++) {
-            out->fp8[d] += p8q * vq[t * D + d];
-            out->exact[d] += pe * vr[d];
-            out->bare[d] += pbq * fattn_fp8_e4m3_to_float(fattn_fp8_e4m3_rn(vr[d]));
-        }
-    }
-    out->lse = l8 > 0 ? m8 + log(l8) : -INFINITY;
-    for (int64_t d = 0; d < D; d++) {
-        out->fp8[d] = l8 > 0 ? out->fp8[d] * ldexp(1.0, ev - FATTN_FP8_V_SHIFT) / FATTN_FP8_P_SCALE / l8 : 0;
-        out->exact[d] = le > 0 ? out->exact[d] / le : 0;
-        out->bare[d] = lb > 0 ? out->bare[d] / lb : 0;
-    }
-}
-
 static int run_case(const fp8_case *c, gpu_rng *rng)
 {
     const int64_t D = c->d, nq = c->b * c->sq * c->hq * D, nk = c->b * c->skv * c->hkv * D;
     const size_t es = fattn_dtype_size(c->dtype);
     float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4), *o = malloc(nq * 4);
     void *hq = malloc(nq * es), *hk = malloc(nk * es), *hv = malloc(nk * es), *ho = malloc(nq * es);
-    double *kq = malloc(sizeof(double) * c->skv * D), *vq = malloc(sizeof(double) * c->skv * D);
-    double *s3 = malloc(sizeof(double) * 3 * c->skv), *refs = malloc(sizeof(double) * 3 * D);
-    if (!q || !k || !v || !o || !hq || !hk || !hv || !ho || !kq || !vq || !s3 || !refs) {
+    const int64_t per_head = c->rows ? c->rows : c->sq, n_rows = c->b * c->hq * per_head;
+    int64_t *rows = malloc(sizeof(int64_t) * 3 * n_rows);
+    double *ref8 = malloc(sizeof(double) * n_rows * D), *lse8 = malloc(sizeof(double) * n_rows);
+    double *exact = malloc(sizeof(double) * D), *bare = malloc(sizeof(double) * D);
+    if (!q || !k || !v || !o || !hq || !hk || !hv || !ho || !rows || !ref8 || !lse8 || !exact || !bare) {
         printf("FAIL %s: host allocation\n", c->name);
         return 1;
     }
@@ -146,9 +71,6 @@ static int run_case(const fp8_case *c, gpu_rng *rng)
     gpu_store(c->dtype, hq, q, nq);
     gpu_store(c->dtype, hk, k, nk);
     gpu_store(c->dtype, hv, v, nk);
-    gpu_load(c->dtype, hq, q, nq); /* the references see the stored values */
-    gpu_load(c->dtype, hk, k, nk);
-    gpu_load(c->dtype, hv, v, nk);
 
     void *dq, *dk, *dv, *dout, *ws = NULL;
     float *dlse, *lse = malloc(sizeof(float) * c->b * c->hq * c->sq);
@@ -191,35 +113,42 @@ static int run_case(const fp8_case *c, gpu_rng *rng)
     double e8 = 0, n8 = 0, ee = 0, ne = 0, eb = 0, cnt = 0;
     int64_t nonfinite = 0;
     for (int64_t i = 0; i < nq; i++) nonfinite += !isfinite(o[i]);
-    for (int64_t b = 0; b < c->b; b++)
-        for (int64_t g = 0; g < c->hkv; g++) {
-            const int ek = fattn_fp8_exponent(amax_rows(c, k, c->skv, c->hkv, b, g, 0, c->skv));
-            const int ev = fattn_fp8_exponent(amax_rows(c, v, c->skv, c->hkv, b, g, 0, c->skv));
-            for (int64_t t = 0; t < c->skv; t++) {
-                quant_row(k + at(c, c->skv, c->hkv, b, t, g), D, ek, 1, fattn_fp8_c((int)D), kq + t * D);
-                quant_row(v + at(c, c->skv, c->hkv, b, t, g), D, ev, 0, (float)(1 << FATTN_FP8_V_SHIFT), vq + t * D);
+    /* The references read the stored inputs through the same views on the host. */
+    fattn_params hp = p;
+    set_view(c, &hp.q, hq, c->sq, c->hq);
+    set_view(c, &hp.k, hk, c->skv, c->hkv);
+    set_view(c, &hp.v, hv, c->skv, c->hkv);
+    for (int64_t b = 0, r = 0; b < c->b; b++)
+        for (int64_t h = 0; h < c->hq; h++)
+            for (int64_t j = 0; j < per_head; j++, r++) {
+                rows[3 * r] = b;
+                rows[3 * r + 1] = h;
+                rows[3 * r + 2] = c->rows ? (int64_t)(gpu_rng_next(rng) % (uint64_t)c->sq) : j;
             }
-            for (int64_t h = g * (c->hq / c->hkv); h < (g + 1) * (c->hq / c->hkv); h++) {
-                const int64_t rows = c->rows ? c->rows : c->sq;
-                for (int64_t r = 0; r < rows; r++) {
-                    const int64_t i = c->rows ? (int64_t)(gpu_rng_next(rng) % (uint64_t)c->sq) : r;
-                    row_refs rr = {refs, refs + D, refs + 2 * D, 0.0};
-                    reference_row(c, q, k, v, kq, vq, ek, ev, b, h, i, &rr, s3, s3 + c->skv, s3 + 2 * c->skv);
-                    const float *got = o + at(c, c->sq, c->hq, b, i, h);
-                    const double lg = lse[(b * c->hq + h) * c->sq + i];
-                    lse_err = fmax(lse_err, isinf(rr.lse) ? (lg == rr.lse ? 0 : INFINITY)
-                                                          : fabs(lg - rr.lse) / fmax(1.0, fabs(rr.lse)));
-                    for (int64_t d = 0; d < D; d++) {
-                        e8 += (got[d] - rr.fp8[d]) * (got[d] - rr.fp8[d]);
-                        n8 += rr.fp8[d] * rr.fp8[d];
-                        ee += (got[d] - rr.exact[d]) * (got[d] - rr.exact[d]);
-                        ne += rr.exact[d] * rr.exact[d];
-                        eb += (rr.bare[d] - rr.exact[d]) * (rr.bare[d] - rr.exact[d]);
-                        cnt += 1;
-                    }
-                }
-            }
+    if (tu_fp8_reference_rows(&hp, rows, n_rows, ref8, lse8)) {
+        printf("FAIL %s: host allocation\n", c->name);
+        return 1;
+    }
+    for (int64_t r = 0; r < n_rows; r++) {
+        const int64_t b = rows[3 * r], h = rows[3 * r + 1], i = rows[3 * r + 2];
+        if (tu_reference_row(&hp, b, h, i, exact, NULL) || tu_fp8_bare_row(&hp, b, h, i, bare)) {
+            printf("FAIL %s: host allocation\n", c->name);
+            return 1;
         }
+        const double *fp8 = ref8 + r * D;
+        const float *got = o + at(c, c->sq, c->hq, b, i, h);
+        const double lg = lse[(b * c->hq + h) * c->sq + i];
+        lse_err = fmax(lse_err, isinf(lse8[r]) ? (lg == lse8[r] ? 0 : INFINITY)
+                                                : fabs(lg - lse8[r]) / fmax(1.0, fabs(lse8[r])));
+        for (int64_t d = 0; d < D; d++) {
+            e8 += (got[d] - fp8[d]) * (got[d] - fp8[d]);
+            n8 += fp8[d] * fp8[d];
+            ee += (got[d] - exact[d]) * (got[d] - exact[d]);
+            ne += exact[d] * exact[d];
+            eb += (bare[d] - exact[d]) * (bare[d] - exact[d]);
+            cnt += 1;
+        }
+    }
     const double vs8 = sqrt(e8 / n8), rel = sqrt(ee / ne), rmse = sqrt(ee / cnt), rmse_bare = sqrt(eb / cnt);
     const int ok = nonfinite == 0 && lse_err <= 1e-2 && (c->max_vs_fp8 == 0 || vs8 <= c->max_vs_fp8) &&
                    (c->max_rel_l2 == 0 || rel <= c->max_rel_l2) && (c->max_rmse == 0 || rmse <= c->max_rmse);
@@ -228,8 +157,8 @@ static int run_case(const fp8_case *c, gpu_rng *rng)
            ok ? "PASS" : "FAIL", c->name, vs8, rel, rmse, rmse_bare, lse_err, (long long)nonfinite);
     cudaFree(dq), cudaFree(dk), cudaFree(dv), cudaFree(dout), cudaFree(dlse), cudaFree(ws);
     free(lse);
-    free(q), free(k), free(v), free(o), free(hq), free(hk), free(hv), free(ho), free(kq), free(vq), free(s3),
-        free(refs);
+    free(q), free(k), free(v), free(o), free(hq), free(hk), free(hv), free(ho), free(rows), free(ref8), free(lse8),
+        free(exact), free(bare);
     return ok ? 0 : 1;
 }
 
