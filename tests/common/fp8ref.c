@@ -143,11 +143,20 @@ static void quantise_q(const fattn_params *p, const kv8 *kv, int64_t b, int64_t 
     qb->v_factor = kv->v_inf ? NAN : ldexp(1.0, kv->ev - 7) / 256.0;
 }
 
-/* Query row i given its e4m3 values q8 and its Q block's factors. */
+/* How far an fp32 implementation's 256 p may sit from double's, relative: its logits differ by
+ * ~1e-7 (fp32 sums and exp2), and this leaves a hundredfold margin. */
+#define P_TOLERANCE 1e-5
+
+/* Query row i given its e4m3 values q8 and its Q block's factors. slack (NULL: not wanted) gets,
+ * per output element, what the P values within P_TOLERANCE of an e4m3 rounding midpoint may
+ * move it by: those an fp32 implementation may round to the other neighbour, legitimately. */
 static void attend_row(const fattn_params *p, const kv8 *kv, int64_t i, const double *q8,
-                       const q_block *qb, double *acc, double *out, double *lse)
+                       const q_block *qb, double *acc, double *out, double *lse, double *slack)
 {
     const int64_t D = p->head_dim, visible = visible_keys(p, i);
+    if (slack)
+        for (int64_t d = 0; d < D; d++)
+            slack[d] = 0.0;
     if (visible <= 0) {
         for (int64_t d = 0; d < D; d++)
             out[d] = 0.0;
@@ -172,19 +181,28 @@ static void attend_row(const fattn_params *p, const kv8 *kv, int64_t i, const do
         const double m_new = fmax(m, mx);
         const double alpha = m == -INFINITY ? 0.0 : exp2(m - m_new);
         l *= alpha;
-        for (int64_t d = 0; d < D; d++)
+        for (int64_t d = 0; d < D; d++) {
             acc[d] *= alpha;
+            if (slack)
+                slack[d] *= alpha;
+        }
         for (int64_t t = j0; t < j1; t++) {
             const double pr = exp2(s[t - j0] - m_new), p8 = e4m3(pr * 256.0);
             const double *v = kv->v + t * D;
             l += pr;
             for (int64_t d = 0; d < D; d++)
                 acc[d] += p8 * v[d];
+            const double flip = slack ? e4m3(pr * 256.0 * (1 + P_TOLERANCE)) - e4m3(pr * 256.0 * (1 - P_TOLERANCE)) : 0;
+            for (int64_t d = 0; flip != 0 && d < D; d++)
+                slack[d] += flip * fabs(v[d]);
         }
         m = m_new;
     }
-    for (int64_t d = 0; d < D; d++)
+    for (int64_t d = 0; d < D; d++) {
         out[d] = acc[d] * qb->v_factor / l;
+        if (slack)
+            slack[d] *= fabs(qb->v_factor) / l;
+    }
     if (lse)
         *lse = (m + log2(l)) * log(2.0);
 }
@@ -192,7 +210,7 @@ static void attend_row(const fattn_params *p, const kv8 *kv, int64_t i, const do
 /* Every row (rows NULL: out and lse in tu_reference's layout) or the n listed (b, h, i) rows
  * (out and lse in the list's order). One kv head at a time, so memory stays at one head's K/V. */
 static int reference(const fattn_params *p, const int64_t *rows, int64_t n, double *out,
-                     double *lse)
+                     double *lse, double *slack)
 {
     const int64_t D = p->head_dim, S = p->seqlen_kv, group = p->heads_q / p->heads_kv;
     kv8 kv = {malloc((size_t)(S * D) * sizeof(double)), malloc((size_t)(S * D) * sizeof(double)),
@@ -222,7 +240,7 @@ static int reference(const fattn_params *p, const int64_t *rows, int64_t n, doub
                             quantise_q(p, &kv, b, h, i0, len, &qb);
                         quantised = 1;
                         attend_row(p, &kv, i, qb.q8 + (i - i0) * D, &qb, acc, out + o * D,
-                                   lse ? lse + l : NULL);
+                                   lse ? lse + l : NULL, slack ? slack + o * D : NULL);
                     }
                 }
         }
@@ -237,27 +255,25 @@ done:
 
 int tu_fp8_reference(const fattn_params *p, double *out, double *lse)
 {
-    return reference(p, NULL, 0, out, lse);
+    return reference(p, NULL, 0, out, lse, NULL);
+}
+
+int tu_fp8_reference_slack(const fattn_params *p, double *out, double *slack)
+{
+    return reference(p, NULL, 0, out, NULL, slack);
 }
 
 int tu_fp8_reference_rows(const fattn_params *p, const int64_t *rows, int64_t n, double *out,
                           double *lse)
 {
-    return reference(p, rows, n, out, lse);
+    return reference(p, rows, n, out, lse, NULL);
 }
 
-int tu_fp8_bare_row(const fattn_params *p, int64_t b, int64_t h, int64_t i, double *out)
+/* Row i of (b, h) by the bare cast, K and V of its kv head already cast (k8, v8: [key][D]). */
+static void bare_row(const fattn_params *p, const double *k8, const double *v8, int64_t b, int64_t h,
+                     int64_t i, double *s, double *q8, double *acc, double *out)
 {
     const int64_t D = p->head_dim, visible = visible_keys(p, i);
-    const int64_t g = h / (p->heads_q / p->heads_kv);
-    double *s = malloc((size_t)(visible > 0 ? visible : 1) * sizeof(double));
-    double *q8 = malloc((size_t)D * sizeof(double)), *acc = malloc((size_t)D * sizeof(double));
-    if (!s || !q8 || !acc) {
-        free(s);
-        free(q8);
-        free(acc);
-        return -1;
-    }
     for (int64_t d = 0; d < D; d++) {
         q8[d] = e4m3_bare(get(p, &p->q, b, i, h, d));
         acc[d] = 0;
@@ -266,7 +282,7 @@ int tu_fp8_bare_row(const fattn_params *p, int64_t b, int64_t h, int64_t i, doub
     for (int64_t t = 0; t < visible; t++) {
         double dot = 0;
         for (int64_t d = 0; d < D; d++)
-            dot += q8[d] * e4m3_bare(get(p, &p->k, b, t, g, d));
+            dot += q8[d] * k8[t * D + d];
         s[t] = dot * scale_of(p);
         mx = fmax(mx, s[t]);
     }
@@ -274,14 +290,46 @@ int tu_fp8_bare_row(const fattn_params *p, int64_t b, int64_t h, int64_t i, doub
         const double pr = exp(s[t] - mx), p8 = e4m3_bare(pr);
         sum += pr;
         for (int64_t d = 0; d < D; d++)
-            acc[d] += p8 * e4m3_bare(get(p, &p->v, b, t, g, d));
+            acc[d] += p8 * v8[t * D + d];
     }
     for (int64_t d = 0; d < D; d++)
         out[d] = visible > 0 ? acc[d] / sum : 0.0;
+}
+
+int tu_fp8_bare_rows(const fattn_params *p, const int64_t *rows, int64_t n, double *out)
+{
+    const int64_t D = p->head_dim, S = p->seqlen_kv, group = p->heads_q / p->heads_kv;
+    double *k8 = malloc((size_t)(S * D + 1) * sizeof(double)), *v8 = malloc((size_t)(S * D + 1) * sizeof(double));
+    double *s = malloc((size_t)(S + 1) * sizeof(double)), *acc = malloc((size_t)D * sizeof(double));
+    double *q8 = malloc((size_t)D * sizeof(double));
+    int rc = k8 && v8 && s && acc && q8 ? 0 : -1;
+    for (int64_t b = 0; rc == 0 && b < p->batch; b++)
+        for (int64_t g = 0; g < p->heads_kv; g++) {
+            int cast = 0; /* K and V of (b, g), once some listed row needs them */
+            for (int64_t r = 0; r < n; r++) {
+                if (rows[3 * r] != b || rows[3 * r + 1] / group != g)
+                    continue;
+                for (int64_t t = 0; !cast && t < S; t++)
+                    for (int64_t d = 0; d < D; d++) {
+                        k8[t * D + d] = e4m3_bare(get(p, &p->k, b, t, g, d));
+                        v8[t * D + d] = e4m3_bare(get(p, &p->v, b, t, g, d));
+                    }
+                cast = 1;
+                bare_row(p, k8, v8, b, rows[3 * r + 1], rows[3 * r + 2], s, q8, acc, out + r * D);
+            }
+        }
+    free(k8);
+    free(v8);
     free(s);
     free(q8);
     free(acc);
-    return 0;
+    return rc;
+}
+
+int tu_fp8_bare_row(const fattn_params *p, int64_t b, int64_t h, int64_t i, double *out)
+{
+    const int64_t row[3] = {b, h, i};
+    return tu_fp8_bare_rows(p, row, 1, out);
 }
 
 int tu_cpu_forward_reference(const fattn_params *params, double *out, double *lse)

@@ -24,11 +24,19 @@ extern "C" {
 
 /* Returns 0, or -1 when memory runs out. */
 int tu_fp8_reference(const fattn_params *params, double *out, double *lse);
+/* The FP8 semantics' output with, per element, the slack an fp32 implementation may
+ * legitimately differ by: P values within 1e-5 of an e4m3 rounding midpoint may round either way
+ * in fp32 (one such P moves a small case's relative L2 by up to ~3e-3). Both in tu_reference's
+ * layout. */
+int tu_fp8_reference_slack(const fattn_params *params, double *out, double *slack);
 /* rows: n (b, h, i) triples; out gets n rows of head_dim values, lse (if non-NULL) n values, in
  * the list's order. */
 int tu_fp8_reference_rows(const fattn_params *params, const int64_t *rows, int64_t n,
                           double *out, double *lse);
 int tu_fp8_bare_row(const fattn_params *params, int64_t b, int64_t h, int64_t i, double *out);
+/* The bare cast on n listed (b, h, i) rows, out in the list's order: each kv head's K and V are
+ * cast once for all its rows. */
+int tu_fp8_bare_rows(const fattn_params *params, const int64_t *rows, int64_t n, double *out);
 
 /* The library's CPU forward (fattn_cpu_forward, params' mode, all CPUs) as a reference with
  * tu_reference's signature: what a GPU's FP8 result is compared with, up to exp2's rounding.

@@ -72,12 +72,30 @@ static const fp8_case cases[] = {
     {1, 200, 333, 2, 2, 64, 0, TU_BSHD, 0, -2.0f},
 };
 
-/* Against the FP8 reference: the output's rounding to the dtype, and the rare value that fp32
- * sums put on the other side of an e4m3 rounding boundary than double does (one such P or Q
- * value moves a small case's error to ~5e-4). FP8's own error is 5e-2. */
+/* Against the FP8 reference: the output's rounding to the dtype. FP8's own error is 5e-2. A P
+ * value that fp32 puts on the other side of an e4m3 rounding midpoint than double does is
+ * allowed on top, by the reference's slack (flip_slack): it moved a small case's relative L2 to
+ * 3.3e-3 in one seed of 231. */
 static double fp8_bound(fattn_dtype dtype)
 {
     return dtype == FATTN_DTYPE_BF16 ? 5e-3 : 2e-3;
+}
+
+/* ||slack|| / ||reference||: the relative L2 that P values at e4m3 rounding midpoints may add
+ * (tu_fp8_reference_slack); -1 when memory runs out. */
+static double flip_slack(const tu_problem *pr)
+{
+    const fattn_params *p = &pr->params;
+    const size_t n = (size_t)(p->batch * p->seqlen_q * p->heads_q * p->head_dim);
+    double *ref = malloc(n * sizeof(double)), *slack = malloc(n * sizeof(double)), r2 = 0, s2 = 0;
+    int ok = ref && slack && tu_fp8_reference_slack(p, ref, slack) == 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        r2 += ref[i] * ref[i];
+        s2 += slack[i] * slack[i];
+    }
+    free(ref);
+    free(slack);
+    return !ok ? -1.0 : r2 > 0 ? sqrt(s2 / r2) : 0.0;
 }
 
 static fattn_status run_fp8(tu_problem *pr, int threads)
@@ -103,8 +121,10 @@ static void test_matrix(tu_rng *rng)
             n++;
             if (tu_problem_init(&pr, &s, rng, 1.0) != 0)
                 continue;
-            if (run_fp8(&pr, (int)(i % 3)) == FATTN_OK && tu_check_output_with(&pr, NULL, NULL, tu_fp8_reference, &c) == 0 &&
-                tu_check_passes(&pr, &c, fp8_bound(s.dtype), 1e-4))
+            const double slack = flip_slack(&pr);
+            if (slack >= 0 && run_fp8(&pr, (int)(i % 3)) == FATTN_OK &&
+                tu_check_output_with(&pr, NULL, NULL, tu_fp8_reference, &c) == 0 &&
+                tu_check_passes(&pr, &c, fp8_bound(s.dtype) + slack, 1e-4))
                 passed++;
             tu_problem_free(&pr);
         }
@@ -206,13 +226,19 @@ static int measure(tu_problem *pr, tu_rng *rng, int64_t rows, int threads, accur
             for (int64_t h = 0; h < p->heads_q; h++)
                 for (int64_t d = 0; d < D; d++)
                     a->nonfinite_all += !isfinite(tu_get(p->o.data, at(&p->o, b, i, h, d), p->dtype));
-    double *ref = malloc((size_t)D * sizeof(double)), *bare = malloc((size_t)D * sizeof(double));
+    double *ref = malloc((size_t)D * sizeof(double)), *bare = malloc((size_t)(rows * D) * sizeof(double));
+    int64_t *list = malloc((size_t)(3 * rows) * sizeof(int64_t));
     double e2 = 0, be2 = 0, r2 = 0;
     int64_t count = 0, bare_count = 0;
-    for (int64_t n = 0; ref && bare && n < rows; n++) {
-        int64_t b = tu_randint(rng, 0, p->batch - 1), h = tu_randint(rng, 0, p->heads_q - 1);
-        int64_t i = tu_randint(rng, 0, p->seqlen_q - 1);
-        if (tu_reference_row(p, b, h, i, ref, NULL) || tu_fp8_bare_row(p, b, h, i, bare))
+    for (int64_t n = 0; list && n < rows; n++) {
+        list[3 * n] = tu_randint(rng, 0, p->batch - 1);
+        list[3 * n + 1] = tu_randint(rng, 0, p->heads_q - 1);
+        list[3 * n + 2] = tu_randint(rng, 0, p->seqlen_q - 1);
+    }
+    const int listed = ref && bare && list && tu_fp8_bare_rows(p, list, rows, bare) == 0;
+    for (int64_t n = 0; listed && n < rows; n++) {
+        const int64_t b = list[3 * n], h = list[3 * n + 1], i = list[3 * n + 2];
+        if (tu_reference_row(p, b, h, i, ref, NULL))
             break;
         for (int64_t d = 0; d < D; d++) {
             double got = tu_get(p->o.data, at(&p->o, b, i, h, d), p->dtype);
@@ -221,14 +247,16 @@ static int measure(tu_problem *pr, tu_rng *rng, int64_t rows, int threads, accur
                 a->nonfinite++;
             else
                 e2 += (got - ref[d]) * (got - ref[d]), count++;
-            if (!isfinite(bare[d]))
+            const double bd = bare[n * D + d];
+            if (!isfinite(bd))
                 a->bare_nonfinite++;
             else
-                be2 += (bare[d] - ref[d]) * (bare[d] - ref[d]), bare_count++;
+                be2 += (bd - ref[d]) * (bd - ref[d]), bare_count++;
         }
     }
     free(ref);
     free(bare);
+    free(list);
     a->rmse = count ? sqrt(e2 / (double)count) : NAN;
     a->rel_l2 = r2 > 0 ? sqrt(e2 / r2) : NAN;
     a->bare_rmse = bare_count ? sqrt(be2 / (double)bare_count) : NAN;
@@ -367,10 +395,11 @@ int main(int argc, char **argv)
     test_matrix(&rng);
     test_threads(&rng);
     test_nonfinite(&rng);
-    /* One head and 128 sampled rows keep CI quick; the outlier RMSE of so small a sample spreads
-     * over 8e-3 .. 1.05e-2 from draw to draw (the scheme's mean is ~9.2e-3, as the float64
-     * simulation's), hence CI's looser bound for it. */
-    test_bars(&rng, 1, 4096, 1, 128, 128, 0, 1.2e-2);
+    /* One head and 512 sampled rows keep CI quick. The outlier RMSE of the sample still varies
+     * from draw to draw: over 114 seeds at 128 rows it had mean 8.35e-3 and sd 1.75e-3 (4 above
+     * 1.2e-2, up to 1.34e-2), over 12 at 512 rows mean 8.1e-3, 7.1e-3 .. 9.4e-3 (sd ~8e-4), so
+     * CI's bound 1.2e-2 sits ~5 sd out; the issue's 9e-3 is --bars' at its shapes. */
+    test_bars(&rng, 1, 4096, 1, 128, 512, 0, 1.2e-2);
     printf("%s\n", failures ? "FAIL" : "all FP8 checks passed");
     return failures ? 1 : 0;
 }
