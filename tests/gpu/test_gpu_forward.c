@@ -584,6 +584,15 @@ int main(int argc, char **argv)
 
     static gcase cases[MAX_CASES];
     int n = 0;
+/* A case past the array's end is a test bug, reported before anything runs. */
+#define ADD_CASE(c)                                                                                \
+    do {                                                                                           \
+        if (n == MAX_CASES) {                                                                      \
+            fprintf(stderr, "test_gpu_forward: more than MAX_CASES (%d) cases\n", MAX_CASES);     \
+            return 1;                                                                              \
+        }                                                                                          \
+        cases[n++] = (c);                                                                          \
+    } while (0)
     const int64_t dims[] = {64, 96, 128, 192, 256};
     const fattn_dtype dts[] = {FATTN_DTYPE_BF16, FATTN_DTYPE_F16, FATTN_DTYPE_F32};
     for (int di = 0; di < 5; di++)
@@ -592,20 +601,20 @@ int main(int argc, char **argv)
             const fattn_dtype dt = dts[ti];
             /* The edge matrix: seqlen 1, tails off every tile size, Sq != Skv with causal both
              * ways, GQA 4:1 and 8:1, MQA, every layout, LSE. */
-            cases[n++] = make(2, 1, 1, 2, 2, D, dt, 0, L_BSHD, 1);
-            cases[n++] = make(1, 1, 77, 4, 1, D, dt, 1, L_BHSD, 1);
-            cases[n++] = make(2, 200, 200, 4, 4, D, dt, 1, L_QKV, 1);
-            cases[n++] = make(1, 77, 300, 8, 2, D, dt, 1, L_PADDED, 1);
-            cases[n++] = make(1, 300, 77, 8, 1, D, dt, 1, L_BSHD, 1);
-            cases[n++] = make(2, 129, 65, 8, 1, D, dt, 0, L_BHSD, 0);
+            ADD_CASE(make(2, 1, 1, 2, 2, D, dt, 0, L_BSHD, 1));
+            ADD_CASE(make(1, 1, 77, 4, 1, D, dt, 1, L_BHSD, 1));
+            ADD_CASE(make(2, 200, 200, 4, 4, D, dt, 1, L_QKV, 1));
+            ADD_CASE(make(1, 77, 300, 8, 2, D, dt, 1, L_PADDED, 1));
+            ADD_CASE(make(1, 300, 77, 8, 1, D, dt, 1, L_BSHD, 1));
+            ADD_CASE(make(2, 129, 65, 8, 1, D, dt, 0, L_BHSD, 0));
             /* More tiles than a GPU has multiprocessors, so each persistent CTA runs several, and
              * causal Sq > Skv, so some of them see no key at all (their rows must come out zero). */
-            cases[n++] = make(4, 700, 100, 16, 4, D, dt, 1, L_BHSD, 1);
+            ADD_CASE(make(4, 700, 100, 16, 4, D, dt, 1, L_BHSD, 1));
             if (!small) {
-                cases[n++] = make(1, 257, 513, 16, 2, D, dt, 0, L_PADDED, 1);
-                cases[n++] = make(1, 513, 257, 16, 2, D, dt, 1, L_BHSD, 0);
-                cases[n++] = make(1, 190, 190, 8, 8, D, dt, 0, L_QKV, 0);
-                cases[n++] = make(3, 130, 130, 2, 2, D, dt, 1, L_BSHD, 1);
+                ADD_CASE(make(1, 257, 513, 16, 2, D, dt, 0, L_PADDED, 1));
+                ADD_CASE(make(1, 513, 257, 16, 2, D, dt, 1, L_BHSD, 0));
+                ADD_CASE(make(1, 190, 190, 8, 8, D, dt, 0, L_QKV, 0));
+                ADD_CASE(make(3, 130, 130, 2, 2, D, dt, 1, L_BSHD, 1));
             }
         }
     /* Head dims between the Hopper kernel's instantiations (48, 64, 80, 96, 128, 160, 192, 256;
@@ -625,7 +634,7 @@ int main(int argc, char **argv)
             const size_t nf = small ? 3 : sizeof f / sizeof f[0];
             for (size_t i = 0; i < nf; i++) {
                 f[i].hopper_only = 1;
-                cases[n++] = f[i];
+                ADD_CASE(f[i]);
             }
         }
     /* FP8 mode (where the device has an FP8 kernel; else each case is skipped with the reason):
@@ -643,7 +652,7 @@ int main(int argc, char **argv)
             for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
                 f[i].mode = FATTN_MODE_FP8;
                 strncat(f[i].name, " fp8", sizeof f[i].name - strlen(f[i].name) - 1);
-                cases[n++] = f[i];
+                ADD_CASE(f[i]);
             }
         }
     /* Larger magnitudes stress the running maximum and the rescaling. */
@@ -651,11 +660,11 @@ int main(int argc, char **argv)
         gcase c = make(1, 190, 333, 4, 2, 128, FATTN_DTYPE_BF16, 0, L_BSHD, 1);
         c.magnitude = 4.f;
         strncat(c.name, " x4", sizeof c.name - strlen(c.name) - 1);
-        cases[n++] = c;
+        ADD_CASE(c);
         gcase e = make(1, 190, 333, 4, 2, 64, FATTN_DTYPE_F16, 1, L_BSHD, 1);
         e.scale = 0.3f;
         strncat(e.name, " scale0.3", sizeof e.name - strlen(e.name) - 1);
-        cases[n++] = e;
+        ADD_CASE(e);
     }
     if (!small) {
         /* Large shapes: float64 reference on a subset of rows (first, last, random). */
@@ -673,7 +682,7 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
             big[i].rows_checked = 24;
             big[i].pairs_checked = 4;
-            cases[n++] = big[i];
+            ADD_CASE(big[i]);
         }
     }
     for (int i = 0; i < n; i++) {
