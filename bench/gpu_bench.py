@@ -465,7 +465,11 @@ def main():
         if os.path.dirname(table_path) == os.path.join(HERE, "results") and "fa4" not in os.path.basename(table_path):
             raise SystemExit(f"--fa4-table {args.fa4_table}: a table in bench/results/ must have 'fa4' in its name")
     print(fa4_line(args), flush=True)
-    args.rounds = args.rounds or 3 + len(args.variant_libs) + bool(args.fa4)
+    # One round per implementation, so each is timed once in every position of the rotation (with
+    # fewer, identical code was seen 13% apart: perf-notes, v7b); --fp8 times fp8 and each
+    # variant's FP8 mode too.
+    args.rounds = args.rounds or (3 + len(args.variant_libs) + bool(args.fa4)
+                                  + (1 + len(args.variant_libs) if args.fp8 else 0))
     if args.portable:
         os.environ["FATTN_FORCE_PORTABLE"] = "1"
     shapes = [] if (args.shape and not args.only) else read_shapes(args.shapes)
