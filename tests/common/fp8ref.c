@@ -326,12 +326,6 @@ int tu_fp8_bare_rows(const fattn_params *p, const int64_t *rows, int64_t n, doub
     return rc;
 }
 
-int tu_fp8_bare_row(const fattn_params *p, int64_t b, int64_t h, int64_t i, double *out)
-{
-    const int64_t row[3] = {b, h, i};
-    return tu_fp8_bare_rows(p, row, 1, out);
-}
-
 int tu_cpu_forward_reference(const fattn_params *params, double *out, double *lse)
 {
     fattn_params p = *params;

@@ -8,9 +8,9 @@
  *    the order of its sums. Out and LSE laid out as tu_reference's.
  *  - tu_fp8_reference_rows: the same on listed query rows only, for problems too large to
  *    check whole (GPU tests' sampled rows).
- *  - tu_fp8_bare_row: the seed's method for comparison: Q, K and V cast to e4m3 as they are (no
- *    scale: |x| >= 464 becomes NaN, as torch's float8_e4m3fn cast does), exact softmax in double,
- *    P cast bare, O = sum p8 v8 / sum p.
+ *  - tu_fp8_bare_rows: the seed's method for comparison, on listed rows: Q, K and V cast to
+ *    e4m3 as they are (no scale: |x| >= 464 becomes NaN, as torch's float8_e4m3fn cast does),
+ *    exact softmax in double, P cast bare, O = sum p8 v8 / sum p.
  *  - tu_cpu_forward_reference: libfattn's own CPU result, for GPU tests of FP8 mode.
  */
 #ifndef FATTN_FP8REF_H
@@ -33,7 +33,6 @@ int tu_fp8_reference_slack(const fattn_params *params, double *out, double *slac
  * the list's order. */
 int tu_fp8_reference_rows(const fattn_params *params, const int64_t *rows, int64_t n,
                           double *out, double *lse);
-int tu_fp8_bare_row(const fattn_params *params, int64_t b, int64_t h, int64_t i, double *out);
 /* The bare cast on n listed (b, h, i) rows, out in the list's order: each kv head's K and V are
  * cast once for all its rows. */
 int tu_fp8_bare_rows(const fattn_params *params, const int64_t *rows, int64_t n, double *out);
