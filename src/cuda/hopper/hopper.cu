@@ -76,16 +76,20 @@
  *   models the store as skipping what lies outside). epilogue.cuh writes O with TMA alone.
  * The scale default (1/sqrt(d)) and the LSE depend on d alone, never on D. */
 typedef struct native_cfg {
-    int d, nwg, bn;
+    int d, nwg, bn, stages;
 } native_cfg;
 
 /* The D between the 64-column tiles (48, 80, 96, 160) cut the Q K^T work of the head dims FA4's
  * users bring (SD's 40, 80, 160; 72; 96) to D/DT of the padded kernel's; each D takes the tiles of
  * its DT. 192 is a DT of its own: three chunks, the register and shared-memory budget of 256's. */
-static const native_cfg NATIVE_CFGS[] = {{48, CFG64_NWG, CFG64_BN},     {64, CFG64_NWG, CFG64_BN},
-                                         {80, CFG128_NWG, CFG128_BN},   {96, CFG128_NWG, CFG128_BN},
-                                         {128, CFG128_NWG, CFG128_BN},  {160, CFG192_NWG, CFG192_BN},
-                                         {192, CFG192_NWG, CFG192_BN}, {256, CFG256_NWG, CFG256_BN}};
+/* The one source of the tiles: the host's row and key counts and the kernels launch_native
+ * instantiates are read from it. */
+static constexpr native_cfg NATIVE_CFGS[] = {
+    {48, CFG64_NWG, CFG64_BN, CFG64_STAGES},      {64, CFG64_NWG, CFG64_BN, CFG64_STAGES},
+    {80, CFG128_NWG, CFG128_BN, CFG128_STAGES},   {96, CFG128_NWG, CFG128_BN, CFG128_STAGES},
+    {128, CFG128_NWG, CFG128_BN, CFG128_STAGES},  {160, CFG192_NWG, CFG192_BN, CFG192_STAGES},
+    {192, CFG192_NWG, CFG192_BN, CFG192_STAGES}, {256, CFG256_NWG, CFG256_BN, CFG256_STAGES}};
+static constexpr size_t NATIVE_CFG_COUNT = sizeof NATIVE_CFGS / sizeof NATIVE_CFGS[0];
 
 /* The configuration that serves head_dim in native mode, or NULL. A dense row of 2-byte elements
  * meets TMA's 16-byte stride rule only when head_dim is a multiple of 8; the rule is head_dim's
@@ -93,7 +97,7 @@ static const native_cfg NATIVE_CFGS[] = {{48, CFG64_NWG, CFG64_BN},     {64, CFG
 static const native_cfg *native_config(int64_t head_dim)
 {
     if (head_dim < 8 || head_dim % 8 != 0) return NULL;
-    for (size_t i = 0; i < sizeof NATIVE_CFGS / sizeof NATIVE_CFGS[0]; ++i)
+    for (size_t i = 0; i < NATIVE_CFG_COUNT; ++i)
         if (head_dim <= NATIVE_CFGS[i].d) return &NATIVE_CFGS[i];
     return NULL;
 }
@@ -244,26 +248,28 @@ static fattn_status launch(const hopper_args *args, int grid, cudaStream_t strea
     return FATTN_OK;
 }
 
+/* The kernel of NATIVE_CFGS entry cfg: one instantiation per entry, found by walking the table. */
+template <bool BF16, bool CAUSAL, size_t I = 0>
+static fattn_status launch_native(const native_cfg *cfg, const hopper_args *args, int grid, cudaStream_t stream)
+{
+    constexpr native_cfg c = NATIVE_CFGS[I];
+    if constexpr (I + 1 < NATIVE_CFG_COUNT) {
+        if (cfg != &NATIVE_CFGS[I]) return launch_native<BF16, CAUSAL, I + 1>(cfg, args, grid, stream);
+    }
+    return launch<BF16, false, c.d, c.nwg, c.bn, c.stages, CAUSAL>(args, grid, stream);
+}
+
 template <bool BF16, bool CAUSAL>
 static fattn_status launch_dim(const fattn_params *p, const hopper_args *args, int grid, cudaStream_t stream)
 {
     /* FP8 d64 runs on the d128 kernel: its copies are stored in 128 columns, zeros past 64
      * (quantize.h), and O's map keeps 64 columns, so TMA drops the store of columns 64..127. */
     if (p->mode == FATTN_MODE_FP8) {
-        if (p->head_dim <= 128)
+        if (FP8_STORED_DIM(p->head_dim) == 128)
             return launch<BF16, true, 128, CFGF8_NWG, CFGF8_BN, CFGF8_STAGES, CAUSAL>(args, grid, stream);
         return launch<BF16, true, 256, CFGF8_NWG, CFGF8_BN, CFGF8_STAGES, CAUSAL>(args, grid, stream);
     }
-    switch (native_config(p->head_dim)->d) {
-    case 48: return launch<BF16, false, 48, CFG64_NWG, CFG64_BN, CFG64_STAGES, CAUSAL>(args, grid, stream);
-    case 64: return launch<BF16, false, 64, CFG64_NWG, CFG64_BN, CFG64_STAGES, CAUSAL>(args, grid, stream);
-    case 80: return launch<BF16, false, 80, CFG128_NWG, CFG128_BN, CFG128_STAGES, CAUSAL>(args, grid, stream);
-    case 96: return launch<BF16, false, 96, CFG128_NWG, CFG128_BN, CFG128_STAGES, CAUSAL>(args, grid, stream);
-    case 128: return launch<BF16, false, 128, CFG128_NWG, CFG128_BN, CFG128_STAGES, CAUSAL>(args, grid, stream);
-    case 160: return launch<BF16, false, 160, CFG192_NWG, CFG192_BN, CFG192_STAGES, CAUSAL>(args, grid, stream);
-    case 192: return launch<BF16, false, 192, CFG192_NWG, CFG192_BN, CFG192_STAGES, CAUSAL>(args, grid, stream);
-    default: return launch<BF16, false, 256, CFG256_NWG, CFG256_BN, CFG256_STAGES, CAUSAL>(args, grid, stream);
-    }
+    return launch_native<BF16, CAUSAL>(native_config(p->head_dim), args, grid, stream);
 }
 
 extern "C" size_t fattn_hopper_workspace_size(const fattn_params *p)
@@ -288,8 +294,9 @@ extern "C" fattn_status fattn_hopper_forward(const fattn_params *p, void *worksp
     const int m_rows = rows_per_cta(p), bn = key_block(p);
     hopper_args args;
     args.q_factor = args.v_factor = NULL;
-    const fp8_layout l = fattn_fp8_layout(p);
+    fp8_layout l = {};
     if (p->mode == FATTN_MODE_FP8) {
+        l = fattn_fp8_layout(p);
         uint8_t *ws = (uint8_t *)workspace;
         const int64_t D = l.dim, Sq = p->seqlen_q, Skv = p->seqlen_kv, Hq = p->heads_q, Hkv = p->heads_kv;
         if ((st = encode_map(encode, &args.q, p, "q8",
