@@ -303,7 +303,7 @@ static void test_supported_any(void)
     EXPECT(st == FATTN_ERR_UNSUPPORTED && strstr(fattn_last_error(), "head_dim (80)") &&
                strstr(fattn_last_error(), "dtype f32"),
            "fp32 d80: %s (%s)", fattn_status_name(st), fattn_last_error());
-    /* every multiple of 8 up to 256 runs on the Hopper kernel (on the smallest of its kernels that holds it, zero-padded) */
+    /* every multiple of 8 up to 256 runs on the Hopper kernel (the smallest that holds it, padded) */
     const int64_t hopper_dims[] = {8, 16, 40, 72, 80, 96, 104, 160, 192, 200, 248};
     for (size_t i = 0; i < sizeof hopper_dims / sizeof hopper_dims[0]; i++) {
         fattn_params_bshd(&p, 1, 300, 300, 8, 2, hopper_dims[i], FATTN_DTYPE_BF16, fake[0], fake[1],

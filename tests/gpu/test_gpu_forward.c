@@ -34,7 +34,7 @@ typedef struct gcase {
     float magnitude;  /* inputs ~ N(0, magnitude^2) */
     int rows_checked; /* query rows checked per (b, h) pair; 0 = all rows of all pairs */
     int pairs_checked;
-    int hopper_only; /* a head dim only the Hopper kernel serves (on the smallest of its kernels that holds it, zero-padded) */
+    int hopper_only; /* a head dim only the Hopper kernel serves (its smallest D above, padded) */
 } gcase;
 
 static int failures, passes, skips;
