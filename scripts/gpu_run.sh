@@ -9,7 +9,8 @@
 #   ARCHS=90a-real            CUDA architectures to build (default: the card's own)
 #   TEST_ARGS="--filter d128" extra arguments of test_gpu_forward (both paths)
 #   FP8_TESTS=1               also run test_gpu_fp8_pass and test_gpu_fp8 (the FP8 pass's bytes, FP8 accuracy),
-#                             and the sanitizer over test_gpu_fp8_pass
+#                             and the sanitizer over test_gpu_fp8_pass; FP8_TESTS=big adds test_gpu_fp8 --big
+#                             (the issue's full shapes: 1x4096x16x128 and the seed)
 #   TEST_PATHS="portable auto"  dispatch paths the tests run (auto = Hopper kernel where it serves)
 #   SAN_TOOLS="memcheck racecheck initcheck synccheck"
 #   SAN_PATHS="portable"      dispatch paths the sanitizer runs
@@ -74,10 +75,14 @@ if [ -z "${SKIP_TESTS:-}" ]; then
     grep -E '^FAIL' "$LOG/test-$path.log" | head -15 | tee -a "$SUMMARY"
   done
   if [ -n "${FP8_TESTS:-}" ]; then
-    for t in test_gpu_fp8_pass test_gpu_fp8; do
-      timeout "${TEST_TIMEOUT:-300}" "$BUILD/tests/gpu/$t" >"$LOG/$t.log" 2>&1
-      note "$t: rc=$? $(grep -E 'passed|summary' "$LOG/$t.log" | tail -1) ($(elapsed)s)"
-      grep -E '^FAIL' "$LOG/$t.log" | head -10 | tee -a "$SUMMARY"
+    runs="test_gpu_fp8_pass test_gpu_fp8"
+    [ "$FP8_TESTS" = big ] && runs="$runs test_gpu_fp8:--big"
+    for r in $runs; do
+      t=${r%%:*} arg=""; [ "$r" != "$t" ] && arg=${r#*:}
+      log="$LOG/$t${arg//-/_}.log"
+      timeout "${TEST_TIMEOUT:-300}" "$BUILD/tests/gpu/$t" $arg >"$log" 2>&1
+      note "$t $arg: rc=$? $(grep -E 'passed|summary' "$log" | tail -1) ($(elapsed)s)"
+      grep -E '^FAIL' "$log" | head -10 | tee -a "$SUMMARY"
     done
   fi
 fi
