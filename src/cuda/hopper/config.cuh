@@ -39,12 +39,8 @@ typedef struct hopper_args {
  * N in multiples of 64), and the store of O clips them. */
 #define HOPPER_DT(D) (((D) + 63) / 64 * 64)
 
-/* Bytes of a rows x DT tile of Q or K. */
+/* Bytes of a rows x DT tile of Q or K (FP8's V^T tile, D x BN bytes, is the same size as K's). */
 #define HOPPER_TILE_BYTES(rows, D, F8) ((rows) * HOPPER_DT(D) * HOPPER_IN_BYTES(F8))
-/* Bytes of a V stage: like K's, or in FP8 mode V^T's D rows of BN keys, stored in whole 128-byte
- * chunks (a 192-key block takes two, the second half-used: wgmma's k steps never reach its rest). */
-#define HOPPER_V_ROW_BYTES(BN) (((BN) + HOPPER_ROW_BYTES - 1) / HOPPER_ROW_BYTES * HOPPER_ROW_BYTES)
-#define HOPPER_V_TILE_BYTES(BN, D, F8) ((F8) ? (D) * HOPPER_V_ROW_BYTES(BN) : HOPPER_TILE_BYTES(BN, D, F8))
 #define HOPPER_O_TILE_BYTES(D) (HOPPER_WG_ROWS * HOPPER_DT(D) * 2)
 
 /* Whether O is staged in its own tiles (so the next tile's Q can load while this tile's epilogue
@@ -65,7 +61,7 @@ typedef struct hopper_args {
 #define HOPPER_Q_OFF 0
 #define HOPPER_K_OFF(D, NWG, F8) (HOPPER_Q_OFF + HOPPER_Q_BUFS(D) * (NWG) * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D, F8))
 #define HOPPER_V_OFF(D, NWG, BN, S, F8) (HOPPER_K_OFF(D, NWG, F8) + (S) * HOPPER_TILE_BYTES(BN, D, F8))
-#define HOPPER_O_OFF(D, NWG, BN, S, F8) (HOPPER_V_OFF(D, NWG, BN, S, F8) + (S) * HOPPER_V_TILE_BYTES(BN, D, F8))
+#define HOPPER_O_OFF(D, NWG, BN, S, F8) (HOPPER_V_OFF(D, NWG, BN, S, F8) + (S) * HOPPER_TILE_BYTES(BN, D, F8))
 #define HOPPER_BAR_OFF(D, NWG, BN, S, F8)                                                              \
     (HOPPER_O_OFF(D, NWG, BN, S, F8) + (HOPPER_O_SEPARATE(D, F8) ? (NWG) * HOPPER_O_TILE_BYTES(D) : 0))
 /* The extra 1024 lets the kernel align the dynamic shared-memory base for the swizzle. */

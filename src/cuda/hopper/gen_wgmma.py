@@ -10,12 +10,11 @@ import sys
 
 # SS (S = QK^T): N is the key block (80 for d160..256, 128 otherwise; 64, 112 and 176 are tuning
 # alternatives). RS (O += PV): N is the tile width (HOPPER_DT of the kernel's D). FP8 (e4m3, k32) has no transpose
-# immediates: both operands are K-major, which is why V arrives transposed (hopper/quantize.cu); its SS N
-# is the FP8 key block (192 at d128, 128 at d256).
+# immediates: both operands are K-major, which is why V arrives transposed (hopper/quantize.cu).
 SS_SHAPES = (64, 80, 112, 128, 176)
 RS_SHAPES = (64, 128, 192, 256)
 TYPES = (("bf16", "bf16"), ("f16", "f16"))
-FP8_SS_SHAPES = (128, 192)
+FP8_SS_SHAPES = (128,)
 FP8_RS_SHAPES = (128, 256)
 
 HEADER = """/* Generated at build time by src/cuda/hopper/gen_wgmma.py.

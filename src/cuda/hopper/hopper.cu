@@ -47,17 +47,12 @@
 #ifndef CFG256_STAGES
 #define CFG256_STAGES 2
 #endif
-/* FP8 mode: the key block is a multiple of 32 (e4m3 wgmma's k step over P V); V^T's rows are
- * stored in whole 128-key chunks (config.cuh). CFGF8_BN is the d128 kernel's (d64 too),
- * CFGF8_D256_BN the d256 kernel's, whose shared memory holds no more than 128 keys per stage. */
+/* FP8 mode: e4m3 wgmma reads V^T in 128-key chunks, so the key block is 128 at every head dim. */
 #ifndef CFGF8_NWG
 #define CFGF8_NWG 2
 #endif
 #ifndef CFGF8_BN
-#define CFGF8_BN 192
-#endif
-#ifndef CFGF8_D256_BN
-#define CFGF8_D256_BN 128
+#define CFGF8_BN 128
 #endif
 #ifndef CFGF8_STAGES
 #define CFGF8_STAGES 2
@@ -96,10 +91,6 @@ static constexpr native_cfg NATIVE_CFGS[] = {
     {192, CFG192_NWG, CFG192_BN, CFG192_STAGES}, {256, CFG256_NWG, CFG256_BN, CFG256_STAGES}};
 static constexpr size_t NATIVE_CFG_COUNT = sizeof NATIVE_CFGS / sizeof NATIVE_CFGS[0];
 
-/* FP8 mode's kernels, by the head dim of the e4m3 copies (quantize.h's FP8_STORED_DIM). */
-static constexpr native_cfg FP8_CFGS[] = {{128, CFGF8_NWG, CFGF8_BN, CFGF8_STAGES},
-                                          {256, CFGF8_NWG, CFGF8_D256_BN, CFGF8_STAGES}};
-
 /* The configuration that serves head_dim in native mode, or NULL. A dense row of 2-byte elements
  * meets TMA's 16-byte stride rule only when head_dim is a multiple of 8; the rule is head_dim's
  * alone, so that whether a head dim is served does not depend on the layout. */
@@ -111,22 +102,16 @@ static const native_cfg *native_config(int64_t head_dim)
     return NULL;
 }
 
-/* The configuration of the call's kernel; only for parameters fattn_hopper_serves accepted, so
- * native_config is not NULL here. */
-static const native_cfg *call_config(const fattn_params *p)
-{
-    if (p->mode == FATTN_MODE_FP8) return &FP8_CFGS[FP8_STORED_DIM(p->head_dim) == 128 ? 0 : 1];
-    return native_config(p->head_dim);
-}
-
+/* Only for parameters fattn_hopper_serves accepted, so native_config is not NULL here. */
 static int rows_per_cta(const fattn_params *p)
 {
-    return call_config(p)->nwg * HOPPER_WG_ROWS;
+    const int nwg = p->mode == FATTN_MODE_FP8 ? CFGF8_NWG : native_config(p->head_dim)->nwg;
+    return nwg * HOPPER_WG_ROWS;
 }
 
 static int key_block(const fattn_params *p)
 {
-    return call_config(p)->bn;
+    return p->mode == FATTN_MODE_FP8 ? CFGF8_BN : native_config(p->head_dim)->bn;
 }
 
 static const int64_t TMA_STRIDE_LIMIT = (int64_t)1 << 40;
@@ -280,10 +265,9 @@ static fattn_status launch_dim(const fattn_params *p, const hopper_args *args, i
     /* FP8 d64 runs on the d128 kernel: its copies are stored in 128 columns, zeros past 64
      * (quantize.h), and O's map keeps 64 columns, so TMA drops the store of columns 64..127. */
     if (p->mode == FATTN_MODE_FP8) {
-        constexpr native_cfg c128 = FP8_CFGS[0], c256 = FP8_CFGS[1];
-        if (call_config(p) == &FP8_CFGS[0])
-            return launch<BF16, true, 128, c128.nwg, c128.bn, c128.stages, CAUSAL>(args, grid, stream);
-        return launch<BF16, true, 256, c256.nwg, c256.bn, c256.stages, CAUSAL>(args, grid, stream);
+        if (FP8_STORED_DIM(p->head_dim) == 128)
+            return launch<BF16, true, 128, CFGF8_NWG, CFGF8_BN, CFGF8_STAGES, CAUSAL>(args, grid, stream);
+        return launch<BF16, true, 256, CFGF8_NWG, CFGF8_BN, CFGF8_STAGES, CAUSAL>(args, grid, stream);
     }
     return launch_native<BF16, CAUSAL>(native_config(p->head_dim), args, grid, stream);
 }

@@ -159,7 +159,7 @@ static __device__ __forceinline__ void middle_blocks(const hopper_args *a, const
         issue_qk<BF16, FP8, D, BN>(s, q_tile, c->k_tiles + st * HOPPER_TILE_BYTES(BN, D, FP8));
         if constexpr (HOPPER_RESCALE_EARLY(D)) rescale_rows<HOPPER_DT(D)>(o, alpha);
         mbar_wait(c->v_full + 8 * pst, ((jt - 1) / STAGES) & 1);
-        issue_pv<BF16, FP8, D, BN>(o, p, c->v_tiles + pst * HOPPER_V_TILE_BYTES(BN, D, FP8));
+        issue_pv<BF16, FP8, D, BN>(o, p, c->v_tiles + pst * HOPPER_TILE_BYTES(BN, D, FP8));
         turn_pass((wg + 1) % NWG);
         wgmma_wait<1>();
         scores_done<FP8, D, BN, STAGES>(c, tid, jt, j, n, slot, first_masked, last, s, m, l, alpha, f);
@@ -182,7 +182,7 @@ static __device__ __forceinline__ void finish_tile(const hopper_args *a, const h
     const int lt = it + t->n_blocks - 1, lst = lt % STAGES;
     if constexpr (HOPPER_RESCALE_EARLY(D)) rescale_rows<HOPPER_DT(D)>(o, alpha);
     mbar_wait(c->v_full + 8 * lst, (lt / STAGES) & 1);
-    issue_pv<BF16, FP8, D, BN>(o, p, c->v_tiles + lst * HOPPER_V_TILE_BYTES(BN, D, FP8));
+    issue_pv<BF16, FP8, D, BN>(o, p, c->v_tiles + lst * HOPPER_TILE_BYTES(BN, D, FP8));
     wgmma_wait<0>();
     fence_accum<HOPPER_DT(D) / 2>(o);
     fence_regs<HOPPER_P_REGS(BN, FP8)>(p);
@@ -206,7 +206,7 @@ static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const h
     if constexpr (HOPPER_RESCALE_EARLY(D)) rescale_rows<HOPPER_DT(D)>(o, alpha);
     turn_wait(wg);
     mbar_wait(c->v_full + 8 * lst, (lt / STAGES) & 1);
-    issue_pv<BF16, FP8, D, BN>(o, p, c->v_tiles + lst * HOPPER_V_TILE_BYTES(BN, D, FP8));
+    issue_pv<BF16, FP8, D, BN>(o, p, c->v_tiles + lst * HOPPER_TILE_BYTES(BN, D, FP8));
     mbar_wait(c->q_full + 8 * nslot, ((k + 1) / HOPPER_Q_BUFS(D)) & 1);
     mbar_wait(c->k_full + 8 * nst, (nit / STAGES) & 1);
     issue_qk<BF16, FP8, D, BN>(s, c->q_tiles + nslot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D, FP8),

@@ -35,7 +35,7 @@ template <bool FP8, int D, int BN>
 static __device__ __forceinline__ void load_v(uint32_t dst, const CUtensorMap *map, uint32_t bar, int key0,
                                               int head, int batch)
 {
-    if constexpr (FP8) load_tile<HOPPER_V_ROW_BYTES(BN), D, HOPPER_ROW_BYTES>(dst, map, bar, key0, 0, head, batch);
+    if constexpr (FP8) load_tile<BN, D, HOPPER_ROW_BYTES>(dst, map, bar, key0, 0, head, batch);
     else load_rows<false, D, BN>(dst, map, bar, key0, head, batch);
 }
 
@@ -75,7 +75,7 @@ static __device__ __forceinline__ void produce(const hopper_args *a, const hoppe
                                   j * BN, t.head_kv, t.batch);
             if (QB == 1 && j == 0) load_q<FP8, D, NWG>(a, &t, sm, k);
             mbar_wait(sm->v_empty + 8 * s, empty_parity);
-            load_v<FP8, D, BN>(sm->v_tiles + s * HOPPER_V_TILE_BYTES(BN, D, FP8), &a->v, sm->v_full + 8 * s, j * BN,
+            load_v<FP8, D, BN>(sm->v_tiles + s * HOPPER_TILE_BYTES(BN, D, FP8), &a->v, sm->v_full + 8 * s, j * BN,
                                t.head_kv, t.batch);
         }
     }

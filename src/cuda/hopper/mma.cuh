@@ -13,11 +13,10 @@
 template <bool BF16, bool FP8, int N>
 static __device__ __forceinline__ void wgmma_ss(float *d, uint64_t da, uint64_t db, int scale_d)
 {
-    static_assert(FP8 || N == 64 || N == 80 || N == 112 || N == 128 || N == 176, "no wgmma SS wrapper for this key block");
-    static_assert(!FP8 || N == 128 || N == 192, "no e4m3 wgmma SS wrapper for this key block");
+    static_assert(N == 64 || N == 80 || N == 112 || N == 128 || N == 176, "no wgmma SS wrapper for this key block");
+    static_assert(!FP8 || N == 128, "no e4m3 wgmma SS wrapper for this key block");
     if constexpr (FP8) {
-        if constexpr (N == 128) wgmma_ss_e4m3_n128(d, da, db, scale_d);
-        else wgmma_ss_e4m3_n192(d, da, db, scale_d);
+        wgmma_ss_e4m3_n128(d, da, db, scale_d);
     } else if constexpr (BF16) {
         if constexpr (N == 64) wgmma_ss_bf16_n64(d, da, db, scale_d);
         else if constexpr (N == 80) wgmma_ss_bf16_n80(d, da, db, scale_d);
