@@ -75,15 +75,16 @@ if [ -z "${SKIP_TESTS:-}" ]; then
     grep -E '^FAIL' "$LOG/test-$path.log" | head -15 | tee -a "$SUMMARY"
   done
   if [ -n "${FP8_TESTS:-}" ]; then
-    runs="test_gpu_fp8_pass test_gpu_fp8"
-    [ "$FP8_TESTS" = big ] && runs="$runs test_gpu_fp8:--big"
-    for r in $runs; do
-      t=${r%%:*} arg=""; [ "$r" != "$t" ] && arg=${r#*:}
-      log="$LOG/$t${arg//-/_}.log"
-      timeout "${TEST_TIMEOUT:-300}" "$BUILD/tests/gpu/$t" $arg >"$log" 2>&1
-      note "$t $arg: rc=$? $(grep -E 'passed|summary' "$log" | tail -1) ($(elapsed)s)"
-      grep -E '^FAIL' "$log" | head -10 | tee -a "$SUMMARY"
-    done
+    fp8_run() { # log name, test binary, its arguments
+      local name=$1 bin=$2
+      shift 2
+      timeout "${TEST_TIMEOUT:-300}" "$BUILD/tests/gpu/$bin" "$@" >"$LOG/$name.log" 2>&1
+      note "$name: rc=$? $(grep -E 'passed|summary' "$LOG/$name.log" | tail -1) ($(elapsed)s)"
+      grep -E '^FAIL' "$LOG/$name.log" | head -10 | tee -a "$SUMMARY"
+    }
+    fp8_run test_gpu_fp8_pass test_gpu_fp8_pass
+    fp8_run test_gpu_fp8 test_gpu_fp8
+    [ "$FP8_TESTS" = big ] && fp8_run test_gpu_fp8_big test_gpu_fp8 --big
   fi
 fi
 
