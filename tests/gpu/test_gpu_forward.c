@@ -153,17 +153,25 @@ static double reference_row(const gcase *c, const host_tensor *q, const host_ten
     return mx + log(sum);
 }
 
-static double tolerance(fattn_dtype dt)
+/* fp32 on the Hopper path (head_dim <= 128) computes in tf32, rounded from fp32: held to the 1e-3
+ * the docs promise. Elsewhere fp32 runs through bf16 tensor cores (the portable kernel). */
+static int tf32_case(const gcase *c)
 {
-    /* fp32 runs through bf16 tensor cores (documented in docs/perf-notes.md), hence 1e-2. */
-    return dt == FATTN_DTYPE_F16 ? 5e-3 : 1e-2;
+    return c->dt == FATTN_DTYPE_F32 && hopper_path && c->D <= 128;
 }
 
-/* LSE error relative to 1 + |lse|. fp32 inputs are staged as bf16, which moves the scores
- * themselves by ~2^-9 relative, hence the looser bound there. */
-static double lse_tolerance(fattn_dtype dt)
+static double tolerance(const gcase *c)
 {
-    return dt == FATTN_DTYPE_F32 ? 1e-2 : 1e-3;
+    if (tf32_case(c))
+        return 1e-3;
+    return c->dt == FATTN_DTYPE_F16 ? 5e-3 : 1e-2;
+}
+
+/* LSE error relative to 1 + |lse|. fp32 inputs staged as bf16 move the scores themselves by
+ * ~2^-9 relative, hence the looser bound there. */
+static double lse_tolerance(const gcase *c)
+{
+    return c->dt == FATTN_DTYPE_F32 && !tf32_case(c) ? 1e-2 : 1e-3;
 }
 
 typedef struct device_case {
@@ -394,7 +402,7 @@ static void run_case(const gcase *c, uint64_t seed)
                             lse_bad++;
                     } else {
                         double e = fabs((double)got - lse_ref) / (1.0 + fabs(lse_ref));
-                        if (!(e <= lse_tolerance(c->dt)))
+                        if (!(e <= lse_tolerance(c)))
                             lse_bad++;
                         if (e > lse_err)
                             lse_err = e;
@@ -410,7 +418,7 @@ static void run_case(const gcase *c, uint64_t seed)
         const double rel = ref2 > 0 ? sqrt(err2 / ref2) : sqrt(err2);
         const double rel_cpu = cpu2 > 0 ? sqrt(cpu_err2 / cpu2) : sqrt(cpu_err2);
         /* FP8 vs float64: e4m3's own error (about 5.3e-2 on N(0, 1)) */
-        const double tol = fp8 ? 6e-2 : tolerance(c->dt);
+        const double tol = fp8 ? 6e-2 : tolerance(c);
         char msg[512];
         int n = snprintf(msg, sizeof msg,
                          "rel_l2 %.2e (tol %.0e) rows %lld unwritten %lld stray %lld lse_bad %lld lse_err %.1e",
@@ -625,7 +633,7 @@ int main(int argc, char **argv)
      * layout, LSE. */
     const int64_t padded_dims[] = {8, 16, 40, 48, 56, 72, 80, 88, 104, 136, 160, 176, 200, 248};
     for (size_t di = 0; di < sizeof padded_dims / sizeof padded_dims[0]; di++)
-        for (int ti = 0; ti < 2; ti++) {
+        for (int ti = 0; ti < (padded_dims[di] <= 128 ? 3 : 2); ti++) { /* fp32: tf32 up to 128 */
             const int64_t D = padded_dims[di];
             gcase f[] = {make(2, 1, 1, 2, 2, D, dts[ti], 0, L_BSHD, 1),
                          make(1, 65, 257, 8, 2, D, dts[ti], 1, L_PADDED, 1),
@@ -678,6 +686,7 @@ int main(int argc, char **argv)
             make(1, 3000, 3000, 8, 8, 96, FATTN_DTYPE_F16, 1, L_QKV, 1),
             make(1, 5000, 3000, 8, 8, 192, FATTN_DTYPE_F16, 1, L_BSHD, 1),
             make(1, 4100, 4100, 8, 2, 128, FATTN_DTYPE_F32, 0, L_BSHD, 1),
+            make(2, 3000, 3000, 8, 8, 64, FATTN_DTYPE_F32, 1, L_BHSD, 1),
         };
         for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
             big[i].rows_checked = 24;

@@ -3,9 +3,10 @@
  * A persistent CTA computes tiles of NWG*64 query rows of one (batch, head) in turn: warpgroup 0 is
  * the producer (TMA loads), warpgroups 1..NWG are consumers, each owning 64 query rows. K and V tiles of BN rows stream
  * through STAGES shared-memory stages. Every tile is stored as column chunks of rows x 128 bytes
- * (64 bf16/fp16 or 128 e4m3 elements) with the 128-byte swizzle, the layout both TMA and wgmma
- * read. In FP8 mode Q, K and V come from the quantisation pass (hopper/quantize.cu) in e4m3, V
- * transposed (head_dim rows of keys), because e4m3 wgmma reads both operands K-major. */
+ * (64 bf16/fp16, 128 e4m3 or 32 fp32 elements) with the 128-byte swizzle, the layout both TMA and
+ * wgmma read. In FP8 mode Q, K and V come from the quantisation pass (hopper/quantize.cu) in e4m3,
+ * and fp32 I/O from the staging pass (hopper/tf32.cu) rounded to tf32; both have V transposed
+ * (head_dim rows of keys), because e4m3 and tf32 wgmma read both operands K-major. */
 #ifndef FATTN_HOPPER_CONFIG_CUH
 #define FATTN_HOPPER_CONFIG_CUH
 
@@ -27,46 +28,59 @@ typedef struct hopper_args {
     float scale_log2; /* softmax scale * log2(e), so exp(x * scale) = exp2(x * scale_log2) */
 } hopper_args;
 
+/* A kernel's element kind (its template parameter K): what its Q, K and V tiles hold, which wgmma
+ * multiplies them, and the dtype O is written in. */
+#define HK_BF16 0      /* bf16 I/O */
+#define HK_F16 1       /* fp16 I/O */
+#define HK_E4M3_BF16 2 /* FP8 mode, bf16 I/O: e4m3 copies */
+#define HK_E4M3_F16 3  /* FP8 mode, fp16 I/O */
+#define HK_TF32 4      /* fp32 I/O: tf32-rounded copies, fp32 O */
+#define HK_FP8(K) ((K) == HK_E4M3_BF16 || (K) == HK_E4M3_F16)
+/* V arrives transposed from a pre-pass, so P V's B operand is K-major (keys contiguous). */
+#define HK_VT(K) (HK_FP8(K) || (K) == HK_TF32)
+#define HK_BF16_OUT(K) ((K) == HK_BF16 || (K) == HK_E4M3_BF16)
+
 #define HOPPER_ROW_BYTES 128 /* one swizzled row of a 128-byte column chunk */
 #define HOPPER_WG_ROWS 64    /* query rows per consumer warpgroup (wgmma's M) */
 
-/* Bytes per element of Q, K and V in shared memory: 2 (bf16/fp16), 1 in FP8 mode (e4m3). O is
- * always written in the I/O dtype, 2 bytes. */
-#define HOPPER_IN_BYTES(F8) ((F8) ? 1 : 2)
+/* Bytes per element of Q, K and V in shared memory (2 bf16/fp16, 1 e4m3, 4 tf32), and of O, which
+ * is written in the I/O dtype. */
+#define HOPPER_IN_BYTES(K) (HK_FP8(K) ? 1 : (K) == HK_TF32 ? 4 : 2)
+#define HOPPER_OUT_BYTES(K) ((K) == HK_TF32 ? 4 : 2)
 /* A kernel's D is the head-dim extent its Q K^T runs over (a multiple of 16); its tiles are DT
  * columns wide, D rounded up to whole 128-byte chunks. The columns past the call's head_dim are
  * TMA's zeros; P V computes all DT of them (wgmma's MN-major B under the 128-byte swizzle takes
  * N in multiples of 64), and the store of O clips them. */
 #define HOPPER_DT(D) (((D) + 63) / 64 * 64)
 
-/* Bytes of a rows x DT tile of Q or K (FP8's V^T tile, D x BN bytes, is the same size as K's). */
-#define HOPPER_TILE_BYTES(rows, D, F8) ((rows) * HOPPER_DT(D) * HOPPER_IN_BYTES(F8))
-#define HOPPER_O_TILE_BYTES(D) (HOPPER_WG_ROWS * HOPPER_DT(D) * 2)
+/* Bytes of a rows x DT tile of Q or K (a V^T tile, D rows of BN keys, is the same size as K's). */
+#define HOPPER_TILE_BYTES(rows, D, K) ((rows) * HOPPER_DT(D) * HOPPER_IN_BYTES(K))
+#define HOPPER_O_TILE_BYTES(D, K) (HOPPER_WG_ROWS * HOPPER_DT(D) * HOPPER_OUT_BYTES(K))
 
 /* Whether O is staged in its own tiles (so the next tile's Q can load while this tile's epilogue
- * runs) or in the warpgroup's Q tile (bf16 d256: no room for both; an e4m3 Q tile is too small to
- * hold O). */
+ * runs) or in the warpgroup's Q tile (bf16 d256 and tf32: no room for both; an e4m3 Q tile is too
+ * small to hold O, a tf32 one holds an fp32 O exactly). */
 #ifndef HOPPER_O_SEPARATE
-#define HOPPER_O_SEPARATE(D, F8) ((D) <= 128 || (F8))
+#define HOPPER_O_SEPARATE(D, K) (HK_FP8(K) || ((D) <= 128 && (K) != HK_TF32))
 #endif
 
 /* Q buffers per consumer; tile k of a CTA uses buffer k % HOPPER_Q_BUFS. At d128 there is room for
  * a second Q (bf16: 225 of 227 KB), so the next tile's Q is in place before this tile ends and its
- * first Q K^T can be issued in this tile's last turn. */
-#define HOPPER_Q_BUFS(D) ((D) <= 128 ? 2 : 1)
+ * first Q K^T can be issued in this tile's last turn. A second buffer needs O's own tiles. */
+#define HOPPER_Q_BUFS(D, K) ((D) <= 128 && HOPPER_O_SEPARATE(D, K) ? 2 : 1)
 
 /* Offsets from the 1024-byte-aligned base: Q (HOPPER_Q_BUFS tiles per consumer, buffer-major), K
  * stages, V stages, O (one tile per consumer, when separate), then the mbarriers: q_full[B][NWG],
  * q_empty[B][NWG], k_full[S], k_empty[S], v_full[S], v_empty[S]. */
 #define HOPPER_Q_OFF 0
-#define HOPPER_K_OFF(D, NWG, F8) (HOPPER_Q_OFF + HOPPER_Q_BUFS(D) * (NWG) * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D, F8))
-#define HOPPER_V_OFF(D, NWG, BN, S, F8) (HOPPER_K_OFF(D, NWG, F8) + (S) * HOPPER_TILE_BYTES(BN, D, F8))
-#define HOPPER_O_OFF(D, NWG, BN, S, F8) (HOPPER_V_OFF(D, NWG, BN, S, F8) + (S) * HOPPER_TILE_BYTES(BN, D, F8))
-#define HOPPER_BAR_OFF(D, NWG, BN, S, F8)                                                              \
-    (HOPPER_O_OFF(D, NWG, BN, S, F8) + (HOPPER_O_SEPARATE(D, F8) ? (NWG) * HOPPER_O_TILE_BYTES(D) : 0))
+#define HOPPER_K_OFF(D, NWG, K) (HOPPER_Q_OFF + HOPPER_Q_BUFS(D, K) * (NWG) * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D, K))
+#define HOPPER_V_OFF(D, NWG, BN, S, K) (HOPPER_K_OFF(D, NWG, K) + (S) * HOPPER_TILE_BYTES(BN, D, K))
+#define HOPPER_O_OFF(D, NWG, BN, S, K) (HOPPER_V_OFF(D, NWG, BN, S, K) + (S) * HOPPER_TILE_BYTES(BN, D, K))
+#define HOPPER_BAR_OFF(D, NWG, BN, S, K)                                                              \
+    (HOPPER_O_OFF(D, NWG, BN, S, K) + (HOPPER_O_SEPARATE(D, K) ? (NWG) * HOPPER_O_TILE_BYTES(D, K) : 0))
 /* The extra 1024 lets the kernel align the dynamic shared-memory base for the swizzle. */
-#define HOPPER_SMEM_BYTES(D, NWG, BN, S, F8)                                                           \
-    (HOPPER_BAR_OFF(D, NWG, BN, S, F8) + 8 * (2 * HOPPER_Q_BUFS(D) * (NWG) + 4 * (S)) + 1024)
+#define HOPPER_SMEM_BYTES(D, NWG, BN, S, K)                                                           \
+    (HOPPER_BAR_OFF(D, NWG, BN, S, K) + 8 * (2 * HOPPER_Q_BUFS(D, K) * (NWG) + 4 * (S)) + 1024)
 
 /* The layout above as shared-memory addresses, for the producer, the consumers and the barriers'
  * initialisation alike. Each mbarrier takes 8 bytes; q_full/q_empty slot b * NWG + w belongs to Q
@@ -77,21 +91,21 @@ typedef struct hopper_smem {
     uint32_t q_tiles, k_tiles, v_tiles, o_tiles; /* o_tiles: the Q tiles when O has none of its own */
 } hopper_smem;
 
-template <bool F8, int D, int NWG, int BN, int STAGES>
+template <int K, int D, int NWG, int BN, int STAGES>
 static __device__ __forceinline__ hopper_smem hopper_smem_map(uint32_t base)
 {
     hopper_smem m;
     m.base = base;
-    m.q_full = base + HOPPER_BAR_OFF(D, NWG, BN, STAGES, F8);
-    m.q_empty = m.q_full + 8 * HOPPER_Q_BUFS(D) * NWG;
-    m.k_full = m.q_empty + 8 * HOPPER_Q_BUFS(D) * NWG;
+    m.q_full = base + HOPPER_BAR_OFF(D, NWG, BN, STAGES, K);
+    m.q_empty = m.q_full + 8 * HOPPER_Q_BUFS(D, K) * NWG;
+    m.k_full = m.q_empty + 8 * HOPPER_Q_BUFS(D, K) * NWG;
     m.k_empty = m.k_full + 8 * STAGES;
     m.v_full = m.k_empty + 8 * STAGES;
     m.v_empty = m.v_full + 8 * STAGES;
     m.q_tiles = base + HOPPER_Q_OFF;
-    m.k_tiles = base + HOPPER_K_OFF(D, NWG, F8);
-    m.v_tiles = base + HOPPER_V_OFF(D, NWG, BN, STAGES, F8);
-    m.o_tiles = base + (HOPPER_O_SEPARATE(D, F8) ? HOPPER_O_OFF(D, NWG, BN, STAGES, F8) : HOPPER_Q_OFF);
+    m.k_tiles = base + HOPPER_K_OFF(D, NWG, K);
+    m.v_tiles = base + HOPPER_V_OFF(D, NWG, BN, STAGES, K);
+    m.o_tiles = base + (HOPPER_O_SEPARATE(D, K) ? HOPPER_O_OFF(D, NWG, BN, STAGES, K) : HOPPER_Q_OFF);
     return m;
 }
 

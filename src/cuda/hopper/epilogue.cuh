@@ -11,11 +11,12 @@
 #include "scheduler.cuh"
 #include "softmax.cuh"
 
-/* Byte offset of element (row, col) in a swizzled 64-row tile: the 16-byte unit index inside a
- * 128-byte row is XORed with row % 8. */
-static __device__ __forceinline__ uint32_t swizzled_offset(int row, int col)
+/* Byte offset of element (row, col) of ELEM bytes in a swizzled 64-row tile: the 16-byte unit
+ * index inside a 128-byte row is XORed with row % 8. */
+template <int ELEM> static __device__ __forceinline__ uint32_t swizzled_offset(int row, int col)
 {
-    int chunk = col / 64, byte = (col % 64) * 2;
+    constexpr int per_chunk = HOPPER_ROW_BYTES / ELEM;
+    int chunk = col / per_chunk, byte = (col % per_chunk) * ELEM;
     return (uint32_t)(chunk * HOPPER_WG_ROWS * HOPPER_ROW_BYTES + row * HOPPER_ROW_BYTES +
                       (((byte >> 4) ^ (row & 7)) << 4) + (byte & 15));
 }
@@ -24,7 +25,7 @@ static __device__ __forceinline__ uint32_t swizzled_offset(int row, int col)
  * SEPARATE, o_tile is the warpgroup's own O tile, reused once the previous tile's store has read
  * it; otherwise it is the Q tile, handed back to the producer through q_empty once this store has
  * read it. The row sums l hold 2^HOPPER_P_LOG2 times the sums of probabilities (softmax.cuh). */
-template <bool BF16, bool F8, int D, bool SEPARATE>
+template <int K, int D, bool SEPARATE>
 static __device__ __forceinline__ void write_output(const hopper_args *a, const hopper_tile *t, int wg, int tid,
                                                     float *o, const float *m, float *l, const float *f,
                                                     uint8_t *o_tile, uint32_t o_tile_addr, uint32_t q_empty)
@@ -34,7 +35,7 @@ static __device__ __forceinline__ void write_output(const hopper_args *a, const 
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
         l[h] = quad_sum(l[h]);
-        inv[h] = l[h] > 0.0f ? f[1] * (float)(1 << HOPPER_P_LOG2(F8)) / l[h] : 0.0f;
+        inv[h] = l[h] > 0.0f ? f[1] * (float)(1 << HOPPER_P_LOG2(HK_FP8(K))) / l[h] : 0.0f;
     }
     if (SEPARATE) {
         if (tid == 0) tma_store_wait_read();
@@ -45,17 +46,19 @@ static __device__ __forceinline__ void write_output(const hopper_args *a, const 
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
             int row = r0 + 8 * h, col = 8 * g + 2 * (lane % 4);
-            *(uint32_t *)(o_tile + swizzled_offset(row, col)) =
-                pack2<BF16>(o[4 * g + 2 * h] * inv[h], o[4 * g + 2 * h + 1] * inv[h]);
+            const float lo = o[4 * g + 2 * h] * inv[h], hi = o[4 * g + 2 * h + 1] * inv[h];
+            uint8_t *dst = o_tile + swizzled_offset<HOPPER_OUT_BYTES(K)>(row, col);
+            if constexpr (HOPPER_OUT_BYTES(K) == 4) *(float2 *)dst = make_float2(lo, hi);
+            else *(uint32_t *)dst = pack2<HK_BF16_OUT(K)>(lo, hi);
         }
     fence_proxy_async_smem();
     named_bar_sync(1 + wg, 128);
     const int row0 = t->m0 + wg * HOPPER_WG_ROWS;
     if (tid == 0) {
 #pragma unroll
-        for (int c = 0; c < HOPPER_DT(D) / 64; ++c)
-            tma_store_4d(&a->o, o_tile_addr + c * HOPPER_WG_ROWS * HOPPER_ROW_BYTES, c * 64, row0, t->head,
-                         t->batch);
+        for (int c = 0; c < HOPPER_DT(D) * HOPPER_OUT_BYTES(K) / HOPPER_ROW_BYTES; ++c)
+            tma_store_4d(&a->o, o_tile_addr + c * HOPPER_WG_ROWS * HOPPER_ROW_BYTES,
+                         c * (HOPPER_ROW_BYTES / HOPPER_OUT_BYTES(K)), row0, t->head, t->batch);
         tma_store_commit();
     }
     if (a->lse != NULL && lane % 4 == 0) {
@@ -64,7 +67,7 @@ static __device__ __forceinline__ void write_output(const hopper_args *a, const 
         for (int h = 0; h < 2; ++h) {
             int row = row0 + r0 + 8 * h;
             if (row < a->seqlen_q) {
-                float v = l[h] > 0.0f ? (m[h] * f[0] + log2f(l[h]) - (float)HOPPER_P_LOG2(F8)) * ln2 : -INFINITY;
+                float v = l[h] > 0.0f ? (m[h] * f[0] + log2f(l[h]) - (float)HOPPER_P_LOG2(HK_FP8(K))) * ln2 : -INFINITY;
                 a->lse[((size_t)t->batch * a->heads_q + t->head) * a->seqlen_q + row] = v;
             }
         }

@@ -9,19 +9,20 @@ operand list; generating them keeps the 32..128-operand lists correct. The build
 import sys
 
 # SS (S = QK^T): N is the key block (80 for d160..256, 128 otherwise; 64, 112 and 176 are tuning
-# alternatives). RS (O += PV): N is the tile width (HOPPER_DT of the kernel's D). FP8 (e4m3, k32) has no transpose
-# immediates: both operands are K-major, which is why V arrives transposed (hopper/quantize.cu).
+# alternatives). RS (O += PV): N is the tile width (HOPPER_DT of the kernel's D). e4m3 (k32) and
+# tf32 (k8) have no transpose immediates: both operands are K-major, which is why V arrives
+# transposed (hopper/quantize.cu, hopper/tf32.cu).
 SS_SHAPES = (64, 80, 112, 128, 176)
 RS_SHAPES = (64, 128, 192, 256)
 TYPES = (("bf16", "bf16"), ("f16", "f16"))
-FP8_SS_SHAPES = (128,)
-FP8_RS_SHAPES = (128, 256)
+# (name, PTX type, k, SS shapes, RS shapes) of the K-major-only types
+KMAJOR_TYPES = (("e4m3", "e4m3", 32, (128,), (128, 256)), ("tf32", "tf32", 8, (64, 128), (64, 128)))
 
 HEADER = """/* Generated at build time by src/cuda/hopper/gen_wgmma.py.
- * wgmma m64nNk16 (bf16, f16) and m64nNk32 (e4m3) with fp32 accumulators d[N/2] in the layout of PTX's wgmma
+ * wgmma m64nNk16 (bf16, f16), m64nNk32 (e4m3) and m64nNk8 (tf32) with fp32 accumulators d[N/2] in the layout of PTX's wgmma
  * "register fragment D"; scale_d 0 overwrites d, 1 accumulates. SS reads A and B
  * through shared-memory descriptors (both K-major); RS takes A from four 32-bit registers and
- * B (MN-major, transposed; K-major for e4m3) through a descriptor. */
+ * B (MN-major, transposed; K-major for e4m3 and tf32) through a descriptor. */
 #ifndef FATTN_HOPPER_WGMMA_CUH
 #define FATTN_HOPPER_WGMMA_CUH
 
@@ -61,17 +62,18 @@ def emit(out):
                 out.write(wrapper(f"wgmma_rs_{tname}_n{n}", "float *d, const uint32_t *a, uint64_t db, int scale_d",
                                   a, a + 5, f"{inst} {{{regs(0, a)}}}, {{{regs(a, 4)}}}, %{a + 4}, p, 1, 1, 1",
                                   '"r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d)'))
-    for n in sorted(set(FP8_SS_SHAPES) | set(FP8_RS_SHAPES)):
-        a = n // 2
-        inst = f"wgmma.mma_async.sync.aligned.m64n{n}k32.f32.e4m3.e4m3"
-        if n in FP8_SS_SHAPES:  # d, A desc, B desc, scale-d, scale-a, scale-b
-            out.write(wrapper(f"wgmma_ss_e4m3_n{n}", "float *d, uint64_t da, uint64_t db, int scale_d", a,
-                              a + 2, f"{inst} {{{regs(0, a)}}}, %{a}, %{a + 1}, p, 1, 1",
-                              '"l"(da), "l"(db), "r"(scale_d)'))
-        if n in FP8_RS_SHAPES:  # d, A regs, B desc, scale-d, scale-a, scale-b
-            out.write(wrapper(f"wgmma_rs_e4m3_n{n}", "float *d, const uint32_t *a, uint64_t db, int scale_d",
-                              a, a + 5, f"{inst} {{{regs(0, a)}}}, {{{regs(a, 4)}}}, %{a + 4}, p, 1, 1",
-                              '"r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d)'))
+    for tname, ptx, k, ss_shapes, rs_shapes in KMAJOR_TYPES:
+        for n in sorted(set(ss_shapes) | set(rs_shapes)):
+            a = n // 2
+            inst = f"wgmma.mma_async.sync.aligned.m64n{n}k{k}.f32.{ptx}.{ptx}"
+            if n in ss_shapes:  # d, A desc, B desc, scale-d, scale-a, scale-b
+                out.write(wrapper(f"wgmma_ss_{tname}_n{n}", "float *d, uint64_t da, uint64_t db, int scale_d", a,
+                                  a + 2, f"{inst} {{{regs(0, a)}}}, %{a}, %{a + 1}, p, 1, 1",
+                                  '"l"(da), "l"(db), "r"(scale_d)'))
+            if n in rs_shapes:  # d, A regs, B desc, scale-d, scale-a, scale-b
+                out.write(wrapper(f"wgmma_rs_{tname}_n{n}", "float *d, const uint32_t *a, uint64_t db, int scale_d",
+                                  a, a + 5, f"{inst} {{{regs(0, a)}}}, {{{regs(a, 4)}}}, %{a + 4}, p, 1, 1",
+                                  '"r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d)'))
     out.write("#endif\n")
 
 

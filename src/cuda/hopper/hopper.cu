@@ -7,6 +7,7 @@
 #include "hopper.h"
 #include "kernel.cuh"
 #include "quantize.h"
+#include "tf32.h"
 
 /* Tile configuration per head dim (each overridable with -D for tuning runs): NWG consumer
  * warpgroups of 64 query rows each; BN keys per stage; STAGES deep. Each fits the register split
@@ -58,6 +59,27 @@
 #define CFGF8_STAGES 2
 #endif
 
+/* fp32 I/O (tf32 copies, hopper/tf32.cu): 4-byte tiles take twice the shared memory of bf16's,
+ * so d128 streams 64-key blocks; d64 keeps 128. */
+#ifndef CFGT64_NWG
+#define CFGT64_NWG 2
+#endif
+#ifndef CFGT64_BN
+#define CFGT64_BN 128
+#endif
+#ifndef CFGT64_STAGES
+#define CFGT64_STAGES 2
+#endif
+#ifndef CFGT128_NWG
+#define CFGT128_NWG 2
+#endif
+#ifndef CFGT128_BN
+#define CFGT128_BN 64
+#endif
+#ifndef CFGT128_STAGES
+#define CFGT128_STAGES 2
+#endif
+
 /* Native mode runs head_dim d on the kernel instantiated for the smallest D of the table below
  * that holds it. That kernel's Q K^T runs over D columns and its tiles are DT = D rounded up to 64
  * wide (config.cuh's HOPPER_DT), so columns d..DT-1 exist only in shared memory and registers:
@@ -105,13 +127,18 @@ static const native_cfg *native_config(int64_t head_dim)
 /* Only for parameters fattn_hopper_serves accepted, so native_config is not NULL here. */
 static int rows_per_cta(const fattn_params *p)
 {
-    const int nwg = p->mode == FATTN_MODE_FP8 ? CFGF8_NWG : native_config(p->head_dim)->nwg;
+    const int nwg = p->mode == FATTN_MODE_FP8 ? CFGF8_NWG
+                    : p->dtype == FATTN_DTYPE_F32
+                        ? (TF32_STORED_DIM((int)p->head_dim) == 64 ? CFGT64_NWG : CFGT128_NWG)
+                        : native_config(p->head_dim)->nwg;
     return nwg * HOPPER_WG_ROWS;
 }
 
 static int key_block(const fattn_params *p)
 {
-    return p->mode == FATTN_MODE_FP8 ? CFGF8_BN : native_config(p->head_dim)->bn;
+    if (p->mode == FATTN_MODE_FP8) return CFGF8_BN;
+    if (p->dtype == FATTN_DTYPE_F32) return TF32_STORED_DIM((int)p->head_dim) == 64 ? CFGT64_BN : CFGT128_BN;
+    return native_config(p->head_dim)->bn;
 }
 
 static const int64_t TMA_STRIDE_LIMIT = (int64_t)1 << 40;
@@ -143,14 +170,21 @@ static fattn_status check_tensor(const char *name, const fattn_tensor *t, int64_
 
 extern "C" fattn_status fattn_hopper_serves(const fattn_params *p)
 {
-    const int fp8 = p->mode == FATTN_MODE_FP8;
-    if (p->dtype != FATTN_DTYPE_BF16 && p->dtype != FATTN_DTYPE_F16)
-        return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: dtype %s is not served (bf16, fp16 only)",
+    const int fp8 = p->mode == FATTN_MODE_FP8, f32 = p->dtype == FATTN_DTYPE_F32;
+    if (p->dtype != FATTN_DTYPE_BF16 && p->dtype != FATTN_DTYPE_F16 && !f32)
+        return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: dtype %s is not served (bf16, fp16, fp32 only)",
                           fattn_dtype_name(p->dtype));
+    if (f32 && fp8)
+        return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: FP8 mode with dtype fp32 is not served (bf16, fp16 I/O)");
+    if (f32 && p->head_dim > TF32_MAX_DIM)
+        return fattn_fail(FATTN_ERR_UNSUPPORTED,
+                          "Hopper kernel: fp32 at head_dim (%lld) is not served (at most %d: a tf32 tile twice "
+                          "bf16's leaves no room for two consumers beyond)",
+                          (long long)p->head_dim, TF32_MAX_DIM);
     if (fp8 && p->head_dim != 64 && p->head_dim != 128 && p->head_dim != 256)
         return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: FP8 mode at head_dim (%lld) is not served (64, 128, 256)",
                           (long long)p->head_dim);
-    if (!fp8 && native_config(p->head_dim) == NULL)
+    if (!fp8 && !f32 && native_config(p->head_dim) == NULL)
         return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: head_dim (%lld) is not a multiple of 8 in 8..256",
                           (long long)p->head_dim);
     float scale = fattn_effective_scale(p);
@@ -163,10 +197,11 @@ extern "C" fattn_status fattn_hopper_serves(const fattn_params *p)
         return fattn_fail(FATTN_ERR_UNSUPPORTED,
                           "Hopper kernel: seqlen_q (%lld), seqlen_kv (%lld) or the tile count exceed 2^31-1",
                           (long long)p->seqlen_q, (long long)p->seqlen_kv);
-    const size_t elem = 2;
+    const size_t elem = fattn_dtype_size(p->dtype);
     fattn_status st;
-    /* FP8 mode reads Q, K and V with ordinary loads (the quantisation pass); only O goes through TMA. */
-    if (!fp8) {
+    /* FP8 mode and fp32 read Q, K and V with ordinary loads (their pre-passes); only O goes through
+     * TMA. */
+    if (!fp8 && !f32) {
         if ((st = check_tensor("q", &p->q, p->seqlen_q, p->heads_q, p->batch, elem)) != FATTN_OK) return st;
         if ((st = check_tensor("k", &p->k, p->seqlen_kv, p->heads_kv, p->batch, elem)) != FATTN_OK) return st;
         if ((st = check_tensor("v", &p->v, p->seqlen_kv, p->heads_kv, p->batch, elem)) != FATTN_OK) return st;
@@ -199,13 +234,20 @@ typedef struct map_spec {
     int64_t cols, rows, heads, batch;
     int64_t stride_row, stride_head, stride_batch;
     int box_rows;
-    int elem; /* bytes: 2 for the I/O dtype, 1 for FP8's e4m3 copies */
+    int elem; /* bytes: the I/O dtype's, 1 for FP8's e4m3 copies, 4 for tf32 copies */
 } map_spec;
 
 static map_spec io_map(const fattn_params *p, const fattn_tensor *t, int64_t seqlen, int64_t heads, int box_rows)
 {
     return map_spec{t->data, p->head_dim, seqlen, heads, p->batch, t->stride_seq, t->stride_head, t->stride_batch,
-                    box_rows, 2};
+                    box_rows, (int)fattn_dtype_size(p->dtype)};
+}
+
+/* A copy of the pre-passes, dense [batch][heads][rows][cols] with elements of elem bytes. */
+static map_spec copy_map(const void *data, int64_t cols, int64_t rows, int64_t heads, int64_t batch, int box_rows,
+                         int elem)
+{
+    return map_spec{data, cols, rows, heads, batch, cols, rows * cols, heads * rows * cols, box_rows, elem};
 }
 
 static fattn_status encode_map(PFN_cuTensorMapEncodeTiled_v12000 encode, CUtensorMap *map, const fattn_params *p,
@@ -222,6 +264,7 @@ static fattn_status encode_map(PFN_cuTensorMapEncodeTiled_v12000 encode, CUtenso
     cuuint32_t box[4] = {(cuuint32_t)(HOPPER_ROW_BYTES / spec.elem), (cuuint32_t)spec.box_rows, 1, 1};
     cuuint32_t elem_strides[4] = {1, 1, 1, 1};
     CUtensorMapDataType type = spec.elem == 1               ? CU_TENSOR_MAP_DATA_TYPE_UINT8
+                               : spec.elem == 4               ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32
                                : p->dtype == FATTN_DTYPE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
                                                              : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
     CUresult r = encode(map, type, 4, (void *)spec.data, dims, strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
@@ -233,11 +276,25 @@ static fattn_status encode_map(PFN_cuTensorMapEncodeTiled_v12000 encode, CUtenso
     return FATTN_OK;
 }
 
-template <bool BF16, bool FP8, int D, int NWG, int BN, int STAGES, bool CAUSAL>
+/* The maps over a pre-pass's copies (FP8's e4m3, fp32's tf32; elem bytes each): Q and K rows of
+ * dim elements, V^T's dim rows of keys_pad keys, read in boxes of its dim rows. */
+static fattn_status encode_copies(PFN_cuTensorMapEncodeTiled_v12000 encode, hopper_args *a, const fattn_params *p,
+                                  const void *q, const void *k, const void *vt, int64_t dim, int64_t keys_pad, int bn,
+                                  int elem)
+{
+    fattn_status st;
+    if ((st = encode_map(encode, &a->q, p, "q copy",
+                         copy_map(q, dim, p->seqlen_q, p->heads_q, p->batch, HOPPER_WG_ROWS, elem))) ||
+        (st = encode_map(encode, &a->k, p, "k copy", copy_map(k, dim, p->seqlen_kv, p->heads_kv, p->batch, bn, elem))))
+        return st;
+    return encode_map(encode, &a->v, p, "v^t copy", copy_map(vt, keys_pad, dim, p->heads_kv, p->batch, (int)dim, elem));
+}
+
+template <int K, int D, int NWG, int BN, int STAGES, bool CAUSAL>
 static fattn_status launch(const hopper_args *args, int grid, cudaStream_t stream)
 {
-    const int smem = HOPPER_SMEM_BYTES(D, NWG, BN, STAGES, FP8);
-    void (*kernel)(hopper_args) = hopper_fwd_kernel<BF16, FP8, D, NWG, BN, STAGES, CAUSAL>;
+    const int smem = HOPPER_SMEM_BYTES(D, NWG, BN, STAGES, K);
+    void (*kernel)(hopper_args) = hopper_fwd_kernel<K, D, NWG, BN, STAGES, CAUSAL>;
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e == cudaSuccess) {
         kernel<<<grid, (NWG + 1) * 128, smem, stream>>>(*args);
@@ -249,32 +306,45 @@ static fattn_status launch(const hopper_args *args, int grid, cudaStream_t strea
 }
 
 /* The kernel of NATIVE_CFGS entry cfg: one instantiation per entry, found by walking the table. */
-template <bool BF16, bool CAUSAL, size_t I = 0>
+template <int K, bool CAUSAL, size_t I = 0>
 static fattn_status launch_native(const native_cfg *cfg, const hopper_args *args, int grid, cudaStream_t stream)
 {
     constexpr native_cfg c = NATIVE_CFGS[I];
     if constexpr (I + 1 < NATIVE_CFG_COUNT) {
-        if (cfg != &NATIVE_CFGS[I]) return launch_native<BF16, CAUSAL, I + 1>(cfg, args, grid, stream);
+        if (cfg != &NATIVE_CFGS[I]) return launch_native<K, CAUSAL, I + 1>(cfg, args, grid, stream);
     }
-    return launch<BF16, false, c.d, c.nwg, c.bn, c.stages, CAUSAL>(args, grid, stream);
+    return launch<K, c.d, c.nwg, c.bn, c.stages, CAUSAL>(args, grid, stream);
 }
 
-template <bool BF16, bool CAUSAL>
+/* K: the I/O's kind, HK_BF16 or HK_F16. */
+template <int K, bool CAUSAL>
 static fattn_status launch_dim(const fattn_params *p, const hopper_args *args, int grid, cudaStream_t stream)
 {
     /* FP8 d64 runs on the d128 kernel: its copies are stored in 128 columns, zeros past 64
      * (quantize.h), and O's map keeps 64 columns, so TMA drops the store of columns 64..127. */
     if (p->mode == FATTN_MODE_FP8) {
+        constexpr int K8 = K == HK_BF16 ? HK_E4M3_BF16 : HK_E4M3_F16;
         if (FP8_STORED_DIM(p->head_dim) == 128)
-            return launch<BF16, true, 128, CFGF8_NWG, CFGF8_BN, CFGF8_STAGES, CAUSAL>(args, grid, stream);
-        return launch<BF16, true, 256, CFGF8_NWG, CFGF8_BN, CFGF8_STAGES, CAUSAL>(args, grid, stream);
+            return launch<K8, 128, CFGF8_NWG, CFGF8_BN, CFGF8_STAGES, CAUSAL>(args, grid, stream);
+        return launch<K8, 256, CFGF8_NWG, CFGF8_BN, CFGF8_STAGES, CAUSAL>(args, grid, stream);
     }
-    return launch_native<BF16, CAUSAL>(native_config(p->head_dim), args, grid, stream);
+    return launch_native<K, CAUSAL>(native_config(p->head_dim), args, grid, stream);
+}
+
+/* fp32: the copies' head dim picks the kernel; O's map keeps head_dim columns, as for FP8 d64. */
+template <bool CAUSAL>
+static fattn_status launch_tf32(const fattn_params *p, const hopper_args *args, int grid, cudaStream_t stream)
+{
+    if (TF32_STORED_DIM((int)p->head_dim) == 64)
+        return launch<HK_TF32, 64, CFGT64_NWG, CFGT64_BN, CFGT64_STAGES, CAUSAL>(args, grid, stream);
+    return launch<HK_TF32, 128, CFGT128_NWG, CFGT128_BN, CFGT128_STAGES, CAUSAL>(args, grid, stream);
 }
 
 extern "C" size_t fattn_hopper_workspace_size(const fattn_params *p)
 {
-    return p->mode == FATTN_MODE_FP8 ? (size_t)fattn_fp8_layout(p).bytes : 0;
+    if (p->mode == FATTN_MODE_FP8) return (size_t)fattn_fp8_layout(p).bytes;
+    if (p->dtype == FATTN_DTYPE_F32 && p->head_dim <= TF32_MAX_DIM) return (size_t)fattn_tf32_layout(p).bytes;
+    return 0;
 }
 
 extern "C" fattn_status fattn_hopper_forward(const fattn_params *p, void *workspace, cudaStream_t stream)
@@ -295,20 +365,18 @@ extern "C" fattn_status fattn_hopper_forward(const fattn_params *p, void *worksp
     hopper_args args;
     args.q_factor = args.v_factor = NULL;
     fp8_layout l = {};
+    tf32_layout lt = {};
+    uint8_t *ws = (uint8_t *)workspace;
     if (p->mode == FATTN_MODE_FP8) {
         l = fattn_fp8_layout(p);
-        uint8_t *ws = (uint8_t *)workspace;
-        const int64_t D = l.dim, Sq = p->seqlen_q, Skv = p->seqlen_kv, Hq = p->heads_q, Hkv = p->heads_kv;
-        if ((st = encode_map(encode, &args.q, p, "q8",
-                             map_spec{ws + l.q8, D, Sq, Hq, p->batch, D, Sq * D, Hq * Sq * D, HOPPER_WG_ROWS, 1})) ||
-            (st = encode_map(encode, &args.k, p, "k8",
-                             map_spec{ws + l.k8, D, Skv, Hkv, p->batch, D, Skv * D, Hkv * Skv * D, bn, 1})) ||
-            (st = encode_map(encode, &args.v, p, "vt8",
-                             map_spec{ws + l.vt8, l.keys_pad, D, Hkv, p->batch, l.keys_pad, D * l.keys_pad,
-                                      Hkv * D * l.keys_pad, (int)D, 1})))
+        if ((st = encode_copies(encode, &args, p, ws + l.q8, ws + l.k8, ws + l.vt8, l.dim, l.keys_pad, bn, 1)))
             return st;
         args.q_factor = (const float *)(ws + l.q_factor);
         args.v_factor = (const float *)(ws + l.v_factor);
+    } else if (p->dtype == FATTN_DTYPE_F32) {
+        lt = fattn_tf32_layout(p);
+        if ((st = encode_copies(encode, &args, p, ws + lt.q, ws + lt.k, ws + lt.vt, lt.dim, lt.keys_pad, bn, 4)))
+            return st;
     } else if ((st = encode_map(encode, &args.q, p, "q", io_map(p, &p->q, p->seqlen_q, p->heads_q, HOPPER_WG_ROWS))) ||
                (st = encode_map(encode, &args.k, p, "k", io_map(p, &p->k, p->seqlen_kv, p->heads_kv, bn))) ||
                (st = encode_map(encode, &args.v, p, "v", io_map(p, &p->v, p->seqlen_kv, p->heads_kv, bn))))
@@ -329,10 +397,14 @@ extern "C" fattn_status fattn_hopper_forward(const fattn_params *p, void *worksp
         return fattn_fail(FATTN_ERR_CUDA, "Hopper kernel: could not read the multiprocessor count");
     const int grid = args.tiles < sms ? args.tiles : sms;
     if (grid == 0) return FATTN_OK; /* no query rows: nothing to write */
-    /* The quantisation pass goes last, so a call refused above has enqueued nothing. */
+    /* The pre-passes go last, so a call refused above has enqueued nothing. */
     if (p->mode == FATTN_MODE_FP8 && (st = fattn_fp8_quantise(p, &l, workspace, stream)) != FATTN_OK) return st;
+    if (p->dtype == FATTN_DTYPE_F32 && (st = fattn_tf32_stage(p, &lt, workspace, stream)) != FATTN_OK) return st;
 
+    if (p->dtype == FATTN_DTYPE_F32)
+        return p->causal ? launch_tf32<true>(p, &args, grid, stream) : launch_tf32<false>(p, &args, grid, stream);
     if (p->dtype == FATTN_DTYPE_BF16)
-        return p->causal ? launch_dim<true, true>(p, &args, grid, stream) : launch_dim<true, false>(p, &args, grid, stream);
-    return p->causal ? launch_dim<false, true>(p, &args, grid, stream) : launch_dim<false, false>(p, &args, grid, stream);
+        return p->causal ? launch_dim<HK_BF16, true>(p, &args, grid, stream)
+                         : launch_dim<HK_BF16, false>(p, &args, grid, stream);
+    return p->causal ? launch_dim<HK_F16, true>(p, &args, grid, stream) : launch_dim<HK_F16, false>(p, &args, grid, stream);
 }

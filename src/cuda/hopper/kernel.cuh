@@ -54,14 +54,14 @@ static __device__ __forceinline__ void turn_pass(int to)
 #endif
 #define HOPPER_RESCALE_EARLY(D) ((D) > HOPPER_LATE_RESCALE_MAX_D)
 
-/* P's registers: two bf16/fp16 or four e4m3 probabilities each. */
-#define HOPPER_P_REGS(BN, F8) ((F8) ? (BN) / 8 : (BN) / 4)
+/* P's registers: two bf16/fp16, four e4m3 or one tf32 probability each. */
+#define HOPPER_P_REGS(BN, K) (HK_FP8(K) ? (BN) / 8 : (K) == HK_TF32 ? (BN) / 2 : (BN) / 4)
 
 /* Q of the CTA's tile k, for warpgroup wg. */
-template <int D, int NWG>
+template <int K, int D, int NWG>
 static __device__ __forceinline__ int q_slot(int k, int wg)
 {
-    return (k % HOPPER_Q_BUFS(D)) * NWG + wg;
+    return (k % HOPPER_Q_BUFS(D, K)) * NWG + wg;
 }
 
 /* The last visible key of the thread's two rows; returns the first key block with a column past
@@ -81,7 +81,7 @@ static __device__ __forceinline__ int tile_limits(const hopper_args *a, const ho
 /* Once S_j = Q K_j^T (the j-th of n key blocks, stage-ring position it) has completed: K_j's stage
  * goes back to the producer (and Q after the tile's last Q K^T, when O has its own tile), then S_j
  * is masked and folded into the running softmax. */
-template <bool FP8, int D, int BN, int STAGES>
+template <int K, int D, int BN, int STAGES>
 static __device__ __forceinline__ void scores_done(const hopper_smem *c, int tid, int it, int j, int n, int slot,
                                                    int first_masked, const int *last, float *s, float *m,
                                                    float *l, float *alpha, const float *f)
@@ -89,19 +89,19 @@ static __device__ __forceinline__ void scores_done(const hopper_smem *c, int tid
     const int lane = tid % 32;
     fence_accum<BN / 2>(s);
     if (lane == 0) mbar_arrive(c->k_empty + 8 * (it % STAGES));
-    if (HOPPER_O_SEPARATE(D, FP8) && j == n - 1 && lane == 0) mbar_arrive(c->q_empty + 8 * slot);
+    if (HOPPER_O_SEPARATE(D, K) && j == n - 1 && lane == 0) mbar_arrive(c->q_empty + 8 * slot);
     if (j >= first_masked) mask_scores<BN>(s, j * BN + 2 * (lane % 4), last);
-    online_softmax<BN, FP8>(s, m, l, alpha, f[0]);
+    online_softmax<BN, HK_FP8(K)>(s, m, l, alpha, f[0]);
 }
 
 /* A fresh tile: O, max and sum reset (a new tile's first P V then only adds to zeros), and the
  * tile's factors: in FP8 mode its Q block's and K/V head's dequantisation (the 64 rows of a
  * warpgroup are one Q quantisation block), otherwise the softmax scale alone. */
-template <bool FP8, int D>
+template <int K, int D>
 static __device__ __forceinline__ void reset_rows(const hopper_args *a, const hopper_tile *t, int wg, float *o,
                                                   float *m, float *l, float *f)
 {
-    if constexpr (FP8) {
+    if constexpr (HK_FP8(K)) {
         const int blocks = (a->seqlen_q + HOPPER_WG_ROWS - 1) / HOPPER_WG_ROWS;
         /* a warpgroup whose rows all lie past seqlen_q computes rows that are never stored; it
          * takes the last block's factor rather than reading past the head's */
@@ -120,61 +120,61 @@ static __device__ __forceinline__ void reset_rows(const hopper_args *a, const ho
 
 /* The CTA's tile k starts with S_0 issued in a turn of its own (the CTA's first tile, and every
  * tile when Q has a single buffer): nothing else is ready to overlap it with. */
-template <bool BF16, bool FP8, int D, int NWG, int BN, int STAGES, bool CAUSAL>
+template <int K, int D, int NWG, int BN, int STAGES, bool CAUSAL>
 static __device__ __forceinline__ void start_tile(const hopper_args *a, const hopper_smem *c, const hopper_tile *t,
                                                   int k, int it, int wg, int tid, CONSUMER_STATE)
 {
     int last[2];
-    const int slot = q_slot<D, NWG>(k, wg), st = it % STAGES;
+    const int slot = q_slot<K, D, NWG>(k, wg), st = it % STAGES;
     const int first_masked = tile_limits<BN, CAUSAL>(a, t, wg, tid, last);
-    reset_rows<FP8, D>(a, t, wg, o, m, l, f);
-    mbar_wait(c->q_full + 8 * slot, (k / HOPPER_Q_BUFS(D)) & 1);
+    reset_rows<K, D>(a, t, wg, o, m, l, f);
+    mbar_wait(c->q_full + 8 * slot, (k / HOPPER_Q_BUFS(D, K)) & 1);
     turn_wait(wg);
     mbar_wait(c->k_full + 8 * st, (it / STAGES) & 1);
-    issue_qk<BF16, FP8, D, BN>(s, c->q_tiles + slot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D, FP8),
-                          c->k_tiles + st * HOPPER_TILE_BYTES(BN, D, FP8));
+    issue_qk<K, D, BN>(s, c->q_tiles + slot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D, K),
+                          c->k_tiles + st * HOPPER_TILE_BYTES(BN, D, K));
     turn_pass((wg + 1) % NWG);
     wgmma_wait<0>();
-    scores_done<FP8, D, BN, STAGES>(c, tid, it, 0, t->n_blocks, slot, first_masked, last, s, m, l, alpha, f);
-    probs_to_a<BF16, FP8, BN>(s, p);
+    scores_done<K, D, BN, STAGES>(c, tid, it, 0, t->n_blocks, slot, first_masked, last, s, m, l, alpha, f);
+    probs_to_a<K, BN>(s, p);
 }
 
 /* Key blocks 1..n-1 of the tile: each turn issues S_j together with P_{j-1} V_{j-1}, and the
  * softmax of S_j runs while P V is still on the tensor cores. A tile's first block needs no
  * rescale (O is zero), and with the late rescale its last P V needs none either. */
-template <bool BF16, bool FP8, int D, int NWG, int BN, int STAGES, bool CAUSAL>
+template <int K, int D, int NWG, int BN, int STAGES, bool CAUSAL>
 static __device__ __forceinline__ void middle_blocks(const hopper_args *a, const hopper_smem *c, const hopper_tile *t,
                                                      int k, int it, int wg, int tid, CONSUMER_STATE)
 {
     int last[2];
-    const int n = t->n_blocks, slot = q_slot<D, NWG>(k, wg);
+    const int n = t->n_blocks, slot = q_slot<K, D, NWG>(k, wg);
     /* recomputed rather than carried over from the tile's S_0: a few integer operations per tile
      * against three registers held through the previous tile's epilogue */
     const int first_masked = tile_limits<BN, CAUSAL>(a, t, wg, tid, last);
-    const uint32_t q_tile = c->q_tiles + slot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D, FP8);
+    const uint32_t q_tile = c->q_tiles + slot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D, K);
     for (int j = 1; j < n; ++j) {
         const int jt = it + j, st = jt % STAGES, pst = (jt - 1) % STAGES;
         turn_wait(wg);
         mbar_wait(c->k_full + 8 * st, (jt / STAGES) & 1);
-        issue_qk<BF16, FP8, D, BN>(s, q_tile, c->k_tiles + st * HOPPER_TILE_BYTES(BN, D, FP8));
+        issue_qk<K, D, BN>(s, q_tile, c->k_tiles + st * HOPPER_TILE_BYTES(BN, D, K));
         if constexpr (HOPPER_RESCALE_EARLY(D)) rescale_rows<HOPPER_DT(D)>(o, alpha);
         mbar_wait(c->v_full + 8 * pst, ((jt - 1) / STAGES) & 1);
-        issue_pv<BF16, FP8, D, BN>(o, p, c->v_tiles + pst * HOPPER_TILE_BYTES(BN, D, FP8));
+        issue_pv<K, D, BN>(o, p, c->v_tiles + pst * HOPPER_TILE_BYTES(BN, D, K));
         turn_pass((wg + 1) % NWG);
         wgmma_wait<1>();
-        scores_done<FP8, D, BN, STAGES>(c, tid, jt, j, n, slot, first_masked, last, s, m, l, alpha, f);
+        scores_done<K, D, BN, STAGES>(c, tid, jt, j, n, slot, first_masked, last, s, m, l, alpha, f);
         wgmma_wait<0>();
         fence_accum<HOPPER_DT(D) / 2>(o);
-        fence_regs<HOPPER_P_REGS(BN, FP8)>(p);
+        fence_regs<HOPPER_P_REGS(BN, K)>(p);
         if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * pst);
         if constexpr (!HOPPER_RESCALE_EARLY(D)) rescale_rows<HOPPER_DT(D)>(o, alpha);
-        probs_to_a<BF16, FP8, BN>(s, p);
+        probs_to_a<K, BN>(s, p);
     }
 }
 
 /* The tile's last P V, issued outside the turns (nothing is left to pair it with), then the
  * epilogue. */
-template <bool BF16, bool FP8, int D, int NWG, int BN, int STAGES>
+template <int K, int D, int NWG, int BN, int STAGES>
 static __device__ __forceinline__ void finish_tile(const hopper_args *a, const hopper_smem *c, uint8_t *smem,
                                                    const hopper_tile *t, int k, int it, int wg, int tid,
                                                    CONSUMER_STATE)
@@ -182,48 +182,48 @@ static __device__ __forceinline__ void finish_tile(const hopper_args *a, const h
     const int lt = it + t->n_blocks - 1, lst = lt % STAGES;
     if constexpr (HOPPER_RESCALE_EARLY(D)) rescale_rows<HOPPER_DT(D)>(o, alpha);
     mbar_wait(c->v_full + 8 * lst, (lt / STAGES) & 1);
-    issue_pv<BF16, FP8, D, BN>(o, p, c->v_tiles + lst * HOPPER_TILE_BYTES(BN, D, FP8));
+    issue_pv<K, D, BN>(o, p, c->v_tiles + lst * HOPPER_TILE_BYTES(BN, D, K));
     wgmma_wait<0>();
     fence_accum<HOPPER_DT(D) / 2>(o);
-    fence_regs<HOPPER_P_REGS(BN, FP8)>(p);
+    fence_regs<HOPPER_P_REGS(BN, K)>(p);
     if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * lst);
-    const uint32_t o_tile = c->o_tiles + wg * HOPPER_O_TILE_BYTES(D);
-    write_output<BF16, FP8, D, HOPPER_O_SEPARATE(D, FP8)>(a, t, wg, tid, o, m, l, f, smem + (o_tile - c->base), o_tile,
-                                                c->q_empty + 8 * q_slot<D, NWG>(k, wg));
+    const uint32_t o_tile = c->o_tiles + wg * HOPPER_O_TILE_BYTES(D, K);
+    write_output<K, D, HOPPER_O_SEPARATE(D, K)>(a, t, wg, tid, o, m, l, f, smem + (o_tile - c->base), o_tile,
+                                                c->q_empty + 8 * q_slot<K, D, NWG>(k, wg));
 }
 
 /* The tile's last P V and the next tile's S_0 in one turn (possible when the next Q has a buffer
  * of its own); the epilogue then runs while S_0 is on the tensor cores, so after the CTA's first
  * tile no turn issues a product alone. */
-template <bool BF16, bool FP8, int D, int NWG, int BN, int STAGES, bool CAUSAL>
+template <int K, int D, int NWG, int BN, int STAGES, bool CAUSAL>
 static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const hopper_smem *c, uint8_t *smem,
                                                    const hopper_tile *t, const hopper_tile *next, int k, int it,
                                                    int wg, int tid, CONSUMER_STATE)
 {
     int last[2];
     const int lt = it + t->n_blocks - 1, lst = lt % STAGES, nit = it + t->n_blocks, nst = nit % STAGES;
-    const int nslot = q_slot<D, NWG>(k + 1, wg);
+    const int nslot = q_slot<K, D, NWG>(k + 1, wg);
     if constexpr (HOPPER_RESCALE_EARLY(D)) rescale_rows<HOPPER_DT(D)>(o, alpha);
     turn_wait(wg);
     mbar_wait(c->v_full + 8 * lst, (lt / STAGES) & 1);
-    issue_pv<BF16, FP8, D, BN>(o, p, c->v_tiles + lst * HOPPER_TILE_BYTES(BN, D, FP8));
-    mbar_wait(c->q_full + 8 * nslot, ((k + 1) / HOPPER_Q_BUFS(D)) & 1);
+    issue_pv<K, D, BN>(o, p, c->v_tiles + lst * HOPPER_TILE_BYTES(BN, D, K));
+    mbar_wait(c->q_full + 8 * nslot, ((k + 1) / HOPPER_Q_BUFS(D, K)) & 1);
     mbar_wait(c->k_full + 8 * nst, (nit / STAGES) & 1);
-    issue_qk<BF16, FP8, D, BN>(s, c->q_tiles + nslot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D, FP8),
-                          c->k_tiles + nst * HOPPER_TILE_BYTES(BN, D, FP8));
+    issue_qk<K, D, BN>(s, c->q_tiles + nslot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D, K),
+                          c->k_tiles + nst * HOPPER_TILE_BYTES(BN, D, K));
     turn_pass((wg + 1) % NWG);
     wgmma_wait<1>();
     fence_accum<HOPPER_DT(D) / 2>(o);
-    fence_regs<HOPPER_P_REGS(BN, FP8)>(p);
+    fence_regs<HOPPER_P_REGS(BN, K)>(p);
     if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * lst);
-    const uint32_t o_tile = c->o_tiles + wg * HOPPER_O_TILE_BYTES(D);
-    write_output<BF16, FP8, D, true>(a, t, wg, tid, o, m, l, f, smem + (o_tile - c->base), o_tile,
-                                c->q_empty + 8 * q_slot<D, NWG>(k, wg));
-    reset_rows<FP8, D>(a, next, wg, o, m, l, f);
+    const uint32_t o_tile = c->o_tiles + wg * HOPPER_O_TILE_BYTES(D, K);
+    write_output<K, D, true>(a, t, wg, tid, o, m, l, f, smem + (o_tile - c->base), o_tile,
+                                c->q_empty + 8 * q_slot<K, D, NWG>(k, wg));
+    reset_rows<K, D>(a, next, wg, o, m, l, f);
     const int first_masked = tile_limits<BN, CAUSAL>(a, next, wg, tid, last);
     wgmma_wait<0>();
-    scores_done<FP8, D, BN, STAGES>(c, tid, nit, 0, next->n_blocks, nslot, first_masked, last, s, m, l, alpha, f);
-    probs_to_a<BF16, FP8, BN>(s, p);
+    scores_done<K, D, BN, STAGES>(c, tid, nit, 0, next->n_blocks, nslot, first_masked, last, s, m, l, alpha, f);
+    probs_to_a<K, BN>(s, p);
 }
 
 /* The consumer side of the persistent loop: the same tiles as the producer, with the stage ring's
@@ -231,52 +231,52 @@ static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const h
  * the sequence of turns is the same for every warpgroup and no wgmma sits behind a branch that
  * ptxas cannot prove warp-uniform (v6's first form, with such branches, built every descriptor in
  * vector registers and ran 5-15% slower). */
-template <bool BF16, bool FP8, int D, int NWG, int BN, int STAGES, bool CAUSAL>
+template <int K, int D, int NWG, int BN, int STAGES, bool CAUSAL>
 static __device__ __forceinline__ void consume(const hopper_args *a, int wg, int tid, uint8_t *smem,
                                                const hopper_smem *c)
 {
-    constexpr int QB = HOPPER_Q_BUFS(D);
+    constexpr int QB = HOPPER_Q_BUFS(D, K);
     float o[HOPPER_DT(D) / 2], m[2], l[2], alpha[2], s[BN / 2], f[2];
-    uint32_t p[HOPPER_P_REGS(BN, FP8)];
+    uint32_t p[HOPPER_P_REGS(BN, K)];
     hopper_tile t, next;
     if (wg == NWG - 1) turn_pass(0); /* warpgroup 0 issues first */
     if (tile_of_round<NWG * HOPPER_WG_ROWS, BN, CAUSAL>(a, 0, &t)) {
         int it = 0, k = 0; /* stage-ring position of the tile's key block 0; the tile's round */
-        start_tile<BF16, FP8, D, NWG, BN, STAGES, CAUSAL>(a, c, &t, 0, it, wg, tid, CONSUMER_STATE_ARGS);
+        start_tile<K, D, NWG, BN, STAGES, CAUSAL>(a, c, &t, 0, it, wg, tid, CONSUMER_STATE_ARGS);
         for (;; ++k) {
-            middle_blocks<BF16, FP8, D, NWG, BN, STAGES, CAUSAL>(a, c, &t, k, it, wg, tid, CONSUMER_STATE_ARGS);
+            middle_blocks<K, D, NWG, BN, STAGES, CAUSAL>(a, c, &t, k, it, wg, tid, CONSUMER_STATE_ARGS);
             if (!tile_of_round<NWG * HOPPER_WG_ROWS, BN, CAUSAL>(a, k + 1, &next)) break;
             if constexpr (QB == 2) {
-                chain_tiles<BF16, FP8, D, NWG, BN, STAGES, CAUSAL>(a, c, smem, &t, &next, k, it, wg, tid,
+                chain_tiles<K, D, NWG, BN, STAGES, CAUSAL>(a, c, smem, &t, &next, k, it, wg, tid,
                                                               CONSUMER_STATE_ARGS);
             } else {
-                finish_tile<BF16, FP8, D, NWG, BN, STAGES>(a, c, smem, &t, k, it, wg, tid, CONSUMER_STATE_ARGS);
-                start_tile<BF16, FP8, D, NWG, BN, STAGES, CAUSAL>(a, c, &next, k + 1, it + t.n_blocks, wg, tid,
+                finish_tile<K, D, NWG, BN, STAGES>(a, c, smem, &t, k, it, wg, tid, CONSUMER_STATE_ARGS);
+                start_tile<K, D, NWG, BN, STAGES, CAUSAL>(a, c, &next, k + 1, it + t.n_blocks, wg, tid,
                                                              CONSUMER_STATE_ARGS);
             }
             it += t.n_blocks;
             t = next;
         }
-        finish_tile<BF16, FP8, D, NWG, BN, STAGES>(a, c, smem, &t, k, it, wg, tid, CONSUMER_STATE_ARGS);
+        finish_tile<K, D, NWG, BN, STAGES>(a, c, smem, &t, k, it, wg, tid, CONSUMER_STATE_ARGS);
     }
     if (wg == 0) turn_wait(0);
     if (tid == 0) tma_store_wait_all();
 }
 
-template <bool BF16, bool FP8, int D, int NWG, int BN, int STAGES, bool CAUSAL>
+template <int K, int D, int NWG, int BN, int STAGES, bool CAUSAL>
 __global__ void __launch_bounds__((NWG + 1) * 128, 1) hopper_fwd_kernel(const __grid_constant__ hopper_args args)
 {
 #if FATTN_HOPPER_ARCH
     extern __shared__ uint8_t smem_raw[];
     uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
-    const hopper_smem sm = hopper_smem_map<FP8, D, NWG, BN, STAGES>(smem_u32(smem));
+    const hopper_smem sm = hopper_smem_map<K, D, NWG, BN, STAGES>(smem_u32(smem));
     const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
 
     if (threadIdx.x == 0) {
-        for (int w = 0; w < HOPPER_Q_BUFS(D) * NWG; ++w) {
+        for (int w = 0; w < HOPPER_Q_BUFS(D, K) * NWG; ++w) {
             mbar_init(sm.q_full + 8 * w, 1); /* the producer's expect_tx */
             /* every warp of the consumer after its last Q K^T, or the epilogue's store */
-            mbar_init(sm.q_empty + 8 * w, HOPPER_O_SEPARATE(D, FP8) ? 4 : 1);
+            mbar_init(sm.q_empty + 8 * w, HOPPER_O_SEPARATE(D, K) ? 4 : 1);
         }
         for (int s = 0; s < STAGES; ++s) {
             mbar_init(sm.k_full + 8 * s, 1);
@@ -294,11 +294,11 @@ __global__ void __launch_bounds__((NWG + 1) * 128, 1) hopper_fwd_kernel(const __
             tma_prefetch_map(&args.q);
             tma_prefetch_map(&args.k);
             tma_prefetch_map(&args.v);
-            produce<FP8, D, NWG, BN, STAGES, CAUSAL>(&args, &sm);
+            produce<K, D, NWG, BN, STAGES, CAUSAL>(&args, &sm);
         }
     } else {
         regs_increase<HOPPER_CONSUMER_REGS(NWG)>();
-        consume<BF16, FP8, D, NWG, BN, STAGES, CAUSAL>(&args, wg - 1, tid, smem, &sm);
+        consume<K, D, NWG, BN, STAGES, CAUSAL>(&args, wg - 1, tid, smem, &sm);
     }
 #endif
 }

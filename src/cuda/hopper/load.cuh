@@ -22,35 +22,37 @@ static __device__ __forceinline__ void load_tile(uint32_t dst, const CUtensorMap
 }
 
 /* A rows x HOPPER_DT(D) tile of Q or K: head-dim columns, rows along the sequence. */
-template <bool FP8, int D, int ROWS>
+template <int K, int D, int ROWS>
 static __device__ __forceinline__ void load_rows(uint32_t dst, const CUtensorMap *map, uint32_t bar, int row,
                                                  int head, int batch)
 {
-    load_tile<HOPPER_DT(D) * HOPPER_IN_BYTES(FP8), ROWS, HOPPER_ROW_BYTES / HOPPER_IN_BYTES(FP8)>(dst, map, bar, 0, row, head,
-                                                                                      batch);
+    load_tile<HOPPER_DT(D) * HOPPER_IN_BYTES(K), ROWS, HOPPER_ROW_BYTES / HOPPER_IN_BYTES(K)>(dst, map, bar, 0, row,
+                                                                                          head, batch);
 }
 
-/* V's block of BN keys from key0: like K, or in FP8 mode from V^T, D rows of BN keys. */
-template <bool FP8, int D, int BN>
+/* V's block of BN keys from key0: like K, or from V^T (FP8 mode, fp32 I/O), D rows of BN keys. */
+template <int K, int D, int BN>
 static __device__ __forceinline__ void load_v(uint32_t dst, const CUtensorMap *map, uint32_t bar, int key0,
                                               int head, int batch)
 {
-    if constexpr (FP8) load_tile<BN, D, HOPPER_ROW_BYTES>(dst, map, bar, key0, 0, head, batch);
-    else load_rows<false, D, BN>(dst, map, bar, key0, head, batch);
+    if constexpr (HK_VT(K))
+        load_tile<BN * HOPPER_IN_BYTES(K), D, HOPPER_ROW_BYTES / HOPPER_IN_BYTES(K)>(dst, map, bar, key0, 0, head,
+                                                                                 batch);
+    else load_rows<K, D, BN>(dst, map, bar, key0, head, batch);
 }
 
 /* Loads every consumer's Q tile of the CTA's tile k into Q buffer k % HOPPER_Q_BUFS once the
  * warpgroup has released that buffer: after its last Q K^T, or, when O is staged in the Q tile,
  * after the store of O has read it. */
-template <bool FP8, int D, int NWG>
+template <int K, int D, int NWG>
 static __device__ __forceinline__ void load_q(const hopper_args *a, const hopper_tile *t, const hopper_smem *sm, int k)
 {
-    constexpr int B = HOPPER_Q_BUFS(D);
+    constexpr int B = HOPPER_Q_BUFS(D, K);
 #pragma unroll
     for (int w = 0; w < NWG; ++w) {
         const int slot = (k % B) * NWG + w;
         mbar_wait(sm->q_empty + 8 * slot, ((k / B) & 1) ^ 1);
-        load_rows<FP8, D, HOPPER_WG_ROWS>(sm->q_tiles + slot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D, FP8), &a->q,
+        load_rows<K, D, HOPPER_WG_ROWS>(sm->q_tiles + slot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D, K), &a->q,
                                           sm->q_full + 8 * slot, t->m0 + w * HOPPER_WG_ROWS, t->head, t->batch);
     }
 }
@@ -59,23 +61,23 @@ static __device__ __forceinline__ void load_q(const hopper_args *a, const hopper
  * first K and V stream in while the consumers finish the current one. With two Q buffers the
  * tile's Q goes first (its buffer was released a whole tile ago); with one, Q waits for the
  * previous epilogue, so K_0 is issued before it. */
-template <bool FP8, int D, int NWG, int BN, int STAGES, bool CAUSAL>
+template <int K, int D, int NWG, int BN, int STAGES, bool CAUSAL>
 static __device__ __forceinline__ void produce(const hopper_args *a, const hopper_smem *sm)
 {
-    constexpr int QB = HOPPER_Q_BUFS(D);
+    constexpr int QB = HOPPER_Q_BUFS(D, K);
     int it = 0;
     hopper_tile t;
     for (int k = 0; tile_of_round<NWG * HOPPER_WG_ROWS, BN, CAUSAL>(a, k, &t); ++k) {
-        if (QB == 2) load_q<FP8, D, NWG>(a, &t, sm, k);
+        if (QB == 2) load_q<K, D, NWG>(a, &t, sm, k);
         for (int j = 0; j < t.n_blocks; ++j, ++it) {
             const int s = it % STAGES;
             const uint32_t empty_parity = ((it / STAGES) & 1) ^ 1; /* a fresh barrier counts as released */
             mbar_wait(sm->k_empty + 8 * s, empty_parity);
-            load_rows<FP8, D, BN>(sm->k_tiles + s * HOPPER_TILE_BYTES(BN, D, FP8), &a->k, sm->k_full + 8 * s,
+            load_rows<K, D, BN>(sm->k_tiles + s * HOPPER_TILE_BYTES(BN, D, K), &a->k, sm->k_full + 8 * s,
                                   j * BN, t.head_kv, t.batch);
-            if (QB == 1 && j == 0) load_q<FP8, D, NWG>(a, &t, sm, k);
+            if (QB == 1 && j == 0) load_q<K, D, NWG>(a, &t, sm, k);
             mbar_wait(sm->v_empty + 8 * s, empty_parity);
-            load_v<FP8, D, BN>(sm->v_tiles + s * HOPPER_TILE_BYTES(BN, D, FP8), &a->v, sm->v_full + 8 * s, j * BN,
+            load_v<K, D, BN>(sm->v_tiles + s * HOPPER_TILE_BYTES(BN, D, K), &a->v, sm->v_full + 8 * s, j * BN,
                                t.head_kv, t.batch);
         }
     }

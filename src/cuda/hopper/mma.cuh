@@ -1,7 +1,8 @@
 /* The two matrix products of the consumer warpgroups, as wgmma sequences:
  *   S  = Q K^T : A = Q tile, B = K tile, both from shared memory, K-major (head dim contiguous);
  *   O += P V   : A = P in registers (bf16/fp16), B = V tile from shared memory, MN-major; in FP8
- *                mode P is e4m3 and B is the V^T tile, K-major (keys contiguous).
+ *                mode P is e4m3 and with fp32 I/O tf32, and B is the V^T tile, K-major (keys
+ *                contiguous).
  * Each call issues the whole k-loop and commits one wgmma group; the caller waits. */
 #ifndef FATTN_HOPPER_MMA_CUH
 #define FATTN_HOPPER_MMA_CUH
@@ -10,14 +11,18 @@
 #include "ptx.cuh"
 #include "wgmma.cuh"
 
-template <bool BF16, bool FP8, int N>
+template <int K, int N>
 static __device__ __forceinline__ void wgmma_ss(float *d, uint64_t da, uint64_t db, int scale_d)
 {
     static_assert(N == 64 || N == 80 || N == 112 || N == 128 || N == 176, "no wgmma SS wrapper for this key block");
-    static_assert(!FP8 || N == 128, "no e4m3 wgmma SS wrapper for this key block");
-    if constexpr (FP8) {
+    static_assert(!HK_FP8(K) || N == 128, "no e4m3 wgmma SS wrapper for this key block");
+    static_assert(K != HK_TF32 || N == 64 || N == 128, "no tf32 wgmma SS wrapper for this key block");
+    if constexpr (HK_FP8(K)) {
         wgmma_ss_e4m3_n128(d, da, db, scale_d);
-    } else if constexpr (BF16) {
+    } else if constexpr (K == HK_TF32) {
+        if constexpr (N == 64) wgmma_ss_tf32_n64(d, da, db, scale_d);
+        else wgmma_ss_tf32_n128(d, da, db, scale_d);
+    } else if constexpr (K == HK_BF16) {
         if constexpr (N == 64) wgmma_ss_bf16_n64(d, da, db, scale_d);
         else if constexpr (N == 80) wgmma_ss_bf16_n80(d, da, db, scale_d);
         else if constexpr (N == 112) wgmma_ss_bf16_n112(d, da, db, scale_d);
@@ -32,15 +37,19 @@ static __device__ __forceinline__ void wgmma_ss(float *d, uint64_t da, uint64_t 
     }
 }
 
-template <bool BF16, bool FP8, int N>
+template <int K, int N>
 static __device__ __forceinline__ void wgmma_rs(float *d, const uint32_t *a, uint64_t db, int scale_d)
 {
     static_assert(N == 64 || N == 128 || N == 192 || N == 256, "no wgmma RS wrapper for this tile width");
-    static_assert(!FP8 || N == 128 || N == 256, "no e4m3 wgmma RS wrapper for this head dim");
-    if constexpr (FP8) {
+    static_assert(!HK_FP8(K) || N == 128 || N == 256, "no e4m3 wgmma RS wrapper for this head dim");
+    static_assert(K != HK_TF32 || N == 64 || N == 128, "no tf32 wgmma RS wrapper for this head dim");
+    if constexpr (HK_FP8(K)) {
         if constexpr (N == 128) wgmma_rs_e4m3_n128(d, a, db, scale_d);
         else wgmma_rs_e4m3_n256(d, a, db, scale_d);
-    } else if constexpr (BF16) {
+    } else if constexpr (K == HK_TF32) {
+        if constexpr (N == 64) wgmma_rs_tf32_n64(d, a, db, scale_d);
+        else wgmma_rs_tf32_n128(d, a, db, scale_d);
+    } else if constexpr (K == HK_BF16) {
         if constexpr (N == 64) wgmma_rs_bf16_n64(d, a, db, scale_d);
         else if constexpr (N == 128) wgmma_rs_bf16_n128(d, a, db, scale_d);
         else if constexpr (N == 192) wgmma_rs_bf16_n192(d, a, db, scale_d);
@@ -66,7 +75,8 @@ template <int N> static __device__ __forceinline__ void fence_regs(uint32_t *r)
     for (int i = 0; i < N; ++i) reg_fence_u32(r[i]);
 }
 
-/* Byte offset of the k step kk (k16 for 2-byte, k32 for 1-byte elements: 32 bytes either way)
+/* Byte offset of the k step kk (k16 for 2-byte, k32 for 1-byte, k8 for 4-byte elements: 32 bytes
+ * each way)
  * inside a K-major swizzled tile of `rows` rows: four steps per 128-byte row, then the next
  * 128-byte column chunk. */
 static __device__ __forceinline__ uint32_t kmajor_step(int kk, int rows)
@@ -75,39 +85,40 @@ static __device__ __forceinline__ uint32_t kmajor_step(int kk, int rows)
 }
 
 /* S[64 x BN] = Q[64 x D] . K[BN x D]^T: only the first D columns, the rest are zeros */
-template <bool BF16, bool FP8, int D, int BN>
+template <int K, int D, int BN>
 static __device__ __forceinline__ void issue_qk(float *s, uint32_t q_tile, uint32_t k_tile)
 {
     const uint64_t qd = wgmma_desc_sw128(q_tile, 16, 1024), kd = wgmma_desc_sw128(k_tile, 16, 1024);
     fence_accum<BN / 2>(s);
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < D * HOPPER_IN_BYTES(FP8) / 32; ++kk)
-        wgmma_ss<BF16, FP8, BN>(s, wgmma_desc_advance(qd, kmajor_step(kk, HOPPER_WG_ROWS)),
+    for (int kk = 0; kk < D * HOPPER_IN_BYTES(K) / 32; ++kk)
+        wgmma_ss<K, BN>(s, wgmma_desc_advance(qd, kmajor_step(kk, HOPPER_WG_ROWS)),
                            wgmma_desc_advance(kd, kmajor_step(kk, BN)), kk > 0);
     wgmma_commit();
     fence_accum<BN / 2>(s);
 }
 
-/* O[64 x DT] += P[64 x BN] . V[BN x DT] (DT = HOPPER_DT(D), config.cuh). bf16/fp16: V is MN-major: 8 rows of a chunk form a
- * 1024-byte swizzle atom (the stride offset), chunks of 64 columns are BN*128 bytes apart (the
- * leading offset), and each k16 step is 16 rows = 2048 bytes. FP8: V^T is a K-major tile of D rows,
- * stepped like K. */
-template <bool BF16, bool FP8, int D, int BN>
+/* O[64 x DT] += P[64 x BN] . V[BN x DT] (DT = HOPPER_DT(D), config.cuh). bf16/fp16: V is
+ * MN-major: 8 rows of a chunk form a 1024-byte swizzle atom (the stride offset), chunks of 64
+ * columns are BN*128 bytes apart (the leading offset), and each k16 step is 16 rows = 2048 bytes.
+ * e4m3 and tf32: V^T is a K-major tile of D rows, stepped like K; each step's A is four registers
+ * of P either way. */
+template <int K, int D, int BN>
 static __device__ __forceinline__ void issue_pv(float *o, const uint32_t *p, uint32_t v_tile)
 {
     fence_accum<HOPPER_DT(D) / 2>(o);
     wgmma_fence();
-    if constexpr (FP8) {
+    if constexpr (HK_VT(K)) {
         const uint64_t vd = wgmma_desc_sw128(v_tile, 16, 1024);
 #pragma unroll
-        for (int kk = 0; kk < BN / 32; ++kk)
-            wgmma_rs<BF16, true, D>(o, p + 4 * kk, wgmma_desc_advance(vd, kmajor_step(kk, D)), 1);
+        for (int kk = 0; kk < BN * HOPPER_IN_BYTES(K) / 32; ++kk)
+            wgmma_rs<K, D>(o, p + 4 * kk, wgmma_desc_advance(vd, kmajor_step(kk, D)), 1);
     } else {
         const uint64_t vd = wgmma_desc_sw128(v_tile, BN * HOPPER_ROW_BYTES, 1024);
 #pragma unroll
         for (int kk = 0; kk < BN / 16; ++kk)
-            wgmma_rs<BF16, false, HOPPER_DT(D)>(o, p + 4 * kk, wgmma_desc_advance(vd, kk * 2048), 1);
+            wgmma_rs<K, HOPPER_DT(D)>(o, p + 4 * kk, wgmma_desc_advance(vd, kk * 2048), 1);
     }
     wgmma_commit();
     fence_accum<HOPPER_DT(D) / 2>(o);

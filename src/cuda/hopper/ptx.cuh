@@ -186,4 +186,13 @@ static __device__ __forceinline__ float ex2_approx(float x)
     return y;
 }
 
+/* x rounded to the nearest tf32 (ties away from zero), as the bits tf32 wgmma reads: it would
+ * otherwise drop the low 13 mantissa bits, a truncation whose bias does not cancel in a sum. */
+static __device__ __forceinline__ uint32_t tf32_round(float x)
+{
+    uint32_t y;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(y) : "f"(x));
+    return y;
+}
+
 #endif

@@ -14,6 +14,7 @@
 #include <cuda_fp8.h>
 #include <math.h>
 
+#include "config.cuh"
 #include "ptx.cuh"
 
 /* Sets to -inf every score whose key column exceeds its row's last visible key.
@@ -117,10 +118,13 @@ static __device__ __forceinline__ uint32_t pack4_e4m3(float a, float b, float c,
  * layout of a 64x16 A fragment, so P converts in place: p[4kk..4kk+3] feed the k16 step kk of P.V.
  * e4m3: a k32 A fragment holds, per row, 4 consecutive k in each of two registers, where the
  * accumulator holds pairs 8 apart; the thread's values are packed in accumulator order and the
- * quantisation pass permutes V^T's keys to match (hopper/quantize.cu, fp8_key_of_slot). */
-template <bool BF16, bool FP8, int BN> static __device__ __forceinline__ void probs_to_a(const float *s, uint32_t *p)
+ * quantisation pass permutes V^T's keys to match (hopper/quantize.cu, fp8_key_of_slot).
+ * tf32: a k8 A fragment holds k = q and q + 4 of rows r and r + 8 (quad position q), the
+ * accumulator columns 2q and 2q + 1; the staging pass stores V^T's keys permuted to match
+ * (hopper/tf32.h), so each value only needs its rounding to tf32. */
+template <int K, int BN> static __device__ __forceinline__ void probs_to_a(const float *s, uint32_t *p)
 {
-    if constexpr (FP8) {
+    if constexpr (HK_FP8(K)) {
 #pragma unroll
         for (int kk = 0; kk < BN / 32; ++kk) {
             const float *x = s + 16 * kk;
@@ -129,9 +133,17 @@ template <bool BF16, bool FP8, int BN> static __device__ __forceinline__ void pr
             p[4 * kk + 2] = pack4_e4m3(x[8], x[9], x[12], x[13]);
             p[4 * kk + 3] = pack4_e4m3(x[10], x[11], x[14], x[15]);
         }
+    } else if constexpr (K == HK_TF32) {
+#pragma unroll
+        for (int g = 0; g < BN / 8; ++g) {
+            p[4 * g + 0] = tf32_round(s[4 * g + 0]);
+            p[4 * g + 1] = tf32_round(s[4 * g + 2]);
+            p[4 * g + 2] = tf32_round(s[4 * g + 1]);
+            p[4 * g + 3] = tf32_round(s[4 * g + 3]);
+        }
     } else {
 #pragma unroll
-        for (int i = 0; i < BN / 4; ++i) p[i] = pack2<BF16>(s[2 * i], s[2 * i + 1]);
+        for (int i = 0; i < BN / 4; ++i) p[i] = pack2<K == HK_BF16>(s[2 * i], s[2 * i + 1]);
     }
 }
 
