@@ -332,11 +332,18 @@ DataType trtType(fattn_dtype d)
     return d == FATTN_DTYPE_F32 ? DataType::kFLOAT : d == FATTN_DTYPE_F16 ? DataType::kHALF : DataType::kBF16;
 }
 
-// Accuracy bound per dtype: fp32 goes through bf16 tensor cores (the portable kernel stages it),
-// so docs/design.md's 1e-2 applies; fp16 and bf16 keep theirs.
-double bound(fattn_dtype d)
+// Whether fp32 runs on the Hopper kernel's tf32 path: an sm_90 device without
+// FATTN_FORCE_PORTABLE (set in main).
+bool gTf32Path = false;
+
+// Accuracy bound per dtype (docs/design.md): fp32 meets 1e-3 on the tf32 path (head_dim <= 128)
+// and 1e-2 elsewhere on the GPU, where the portable kernel stages it as bf16; fp16 and bf16 keep
+// theirs.
+double bound(fattn_dtype d, int64_t head_dim)
 {
-    return d == FATTN_DTYPE_F32 ? 1e-2 : tu_design_bound(d);
+    if (d != FATTN_DTYPE_F32)
+        return tu_design_bound(d);
+    return gTf32Path && head_dim <= 128 ? 1e-3 : 1e-2;
 }
 
 struct Config
@@ -570,7 +577,7 @@ struct DeviceProblem
         if (tu_check_output(&pr, hostOut.data(), nullptr, &c) != 0)
             return false;
         std::printf("  %s%s: ", what, fp8 ? " (FP8 vs float64)" : "");
-        bool pass = tu_check_passes(&pr, &c, fp8 ? 6e-2 : bound(pr.shape.dtype), 0.0) == 1;
+        bool pass = tu_check_passes(&pr, &c, fp8 ? 6e-2 : bound(pr.shape.dtype, pr.shape.head_dim), 0.0) == 1;
         if (!fp8)
             return pass;
         if (tu_check_output_with(&pr, hostOut.data(), nullptr, tu_cpu_forward_reference, &c) != 0)
@@ -1008,7 +1015,7 @@ void checkSeedShape(IPluginCreatorV3One* creator, tu_rng* rng, int32_t mode)
         }
     }
     double rel = std::sqrt(err2 / ref2);
-    double const tol = mode == FATTN_MODE_FP8 ? 6e-2 : bound(FATTN_DTYPE_BF16);
+    double const tol = mode == FATTN_MODE_FP8 ? 6e-2 : bound(FATTN_DTYPE_BF16, 0);
     std::printf("  seed shape 1x15708x32x128 bf16, mode %d: rel L2 %.3g over %d sampled query rows (bound %.0e)\n",
         mode, rel, samples, tol);
     EXPECT(rel <= tol, "seed shape rel L2 %.3g (mode %d)", rel, mode);
@@ -1084,6 +1091,9 @@ int main(int argc, char** argv)
         cudaDeviceProp prop;
         cudaGetDeviceProperties(&prop, 0);
         std::printf("device: %s (sm_%d%d)\n", prop.name, prop.major, prop.minor);
+        char const* force = std::getenv("FATTN_FORCE_PORTABLE");
+        bool const portable = force != nullptr && force[0] != '\0' && std::strcmp(force, "0") != 0;
+        gTf32Path = prop.major == 9 && prop.minor == 0 && !portable;
     }
     else
         std::printf("no CUDA device: the checks that enqueue are skipped\n");

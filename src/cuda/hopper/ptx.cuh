@@ -186,8 +186,8 @@ static __device__ __forceinline__ float ex2_approx(float x)
     return y;
 }
 
-/* x rounded to the nearest tf32 (ties away from zero), as the bits tf32 wgmma reads: it would
- * otherwise drop the low 13 mantissa bits, a truncation whose bias does not cancel in a sum. */
+/* x rounded to the nearest tf32 (ties away from zero), as the bits tf32 wgmma reads. Left to the
+ * hardware, the low 13 mantissa bits are commonly truncated, a bias that does not cancel in a sum. */
 static __device__ __forceinline__ uint32_t tf32_round(float x)
 {
     uint32_t y;
