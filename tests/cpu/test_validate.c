@@ -297,12 +297,16 @@ static void test_supported_any(void)
     st = fattn_cuda_supported_any(&p);
     EXPECT(st == FATTN_OK, "fp32 d96 (portable kernel only): %s (%s)", fattn_status_name(st),
            fattn_last_error());
-    /* fp32 d80: the Hopper kernel takes no fp32, the portable kernel no d80 */
+    /* fp32 d80: the Hopper kernel's tf32 path (head_dim up to 128) */
     p.head_dim = 80;
     st = fattn_cuda_supported_any(&p);
-    EXPECT(st == FATTN_ERR_UNSUPPORTED && strstr(fattn_last_error(), "head_dim (80)") &&
-               strstr(fattn_last_error(), "dtype f32"),
-           "fp32 d80: %s (%s)", fattn_status_name(st), fattn_last_error());
+    EXPECT(st == FATTN_OK, "fp32 d80 (Hopper tf32 path): %s (%s)", fattn_status_name(st), fattn_last_error());
+    /* fp32 d136: the Hopper kernel takes fp32 up to 128, the portable kernel no d136 */
+    p.head_dim = 136;
+    st = fattn_cuda_supported_any(&p);
+    EXPECT(st == FATTN_ERR_UNSUPPORTED && strstr(fattn_last_error(), "head_dim (136)") &&
+               strstr(fattn_last_error(), "fp32 at head_dim (136)"),
+           "fp32 d136: %s (%s)", fattn_status_name(st), fattn_last_error());
     /* every multiple of 8 up to 256 runs on the Hopper kernel (the smallest that holds it, padded) */
     const int64_t hopper_dims[] = {8, 16, 40, 72, 80, 96, 104, 160, 192, 200, 248};
     for (size_t i = 0; i < sizeof hopper_dims / sizeof hopper_dims[0]; i++) {
@@ -324,8 +328,8 @@ static void test_supported_any(void)
     st = fattn_cuda_supported_any(&p);
     EXPECT(st == FATTN_ERR_UNSUPPORTED && strstr(fattn_last_error(), "q.data"),
            "q 2 bytes off 16-byte alignment: %s (%s)", fattn_status_name(st), fattn_last_error());
-    printf("fattn_cuda_supported_any: bf16 d128, fp32 d96 and bf16 at every multiple of 8 tried served; fp32 d80, "
-           "bf16 d36 and a misaligned q refused\n");
+    printf("fattn_cuda_supported_any: bf16 d128, fp32 d96 and d80 and bf16 at every multiple of 8 tried served; "
+           "fp32 d136, bf16 d36 and a misaligned q refused\n");
 }
 
 /* FP8 mode in a CUDA build: the Hopper kernel serves head_dim 64 (on its d128 kernel, over copies

@@ -23,22 +23,12 @@
 
 #include "../../core/internal.h"
 #include "quantize.h"
+#include "view.cuh"
 
 #define PASS_THREADS 256
 #define ROW_BLOCK FP8_Q_BLOCK /* rows a CTA of the amax or of the Q/K quantisation takes */
 #define V_KEYS 128            /* keys a V CTA takes: 128-byte segments of V^T's rows */
 
-/* One strided input view (fattn_tensor) with its element type. */
-template <typename T> struct view {
-    const T *data;
-    int64_t sb, ss, sh;
-    __device__ const T *row(int b, int s, int h) const { return data + b * sb + s * ss + h * sh; }
-};
-
-template <typename T> static view<T> make_view(const fattn_tensor *t)
-{
-    return view<T>{(const T *)t->data, t->stride_batch, t->stride_seq, t->stride_head};
-}
 
 /* A row of D elements spread over D / 8 consecutive lanes (eight elements each), so a CTA covers
  * PASS_THREADS / (D / 8) rows at a time. */

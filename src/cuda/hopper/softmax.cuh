@@ -121,7 +121,7 @@ static __device__ __forceinline__ uint32_t pack4_e4m3(float a, float b, float c,
  * quantisation pass permutes V^T's keys to match (hopper/quantize.cu, fp8_key_of_slot).
  * tf32: a k8 A fragment holds k = q and q + 4 of rows r and r + 8 (quad position q), the
  * accumulator columns 2q and 2q + 1; the staging pass stores V^T's keys permuted to match
- * (hopper/tf32.h), so each value only needs its rounding to tf32. */
+ * (hopper/stage.h), so each value only needs its rounding to tf32. */
 template <int K, int BN> static __device__ __forceinline__ void probs_to_a(const float *s, uint32_t *p)
 {
     if constexpr (HK_FP8(K)) {
@@ -143,7 +143,7 @@ template <int K, int BN> static __device__ __forceinline__ void probs_to_a(const
         }
     } else {
 #pragma unroll
-        for (int i = 0; i < BN / 4; ++i) p[i] = pack2<K == HK_BF16>(s[2 * i], s[2 * i + 1]);
+        for (int i = 0; i < BN / 4; ++i) p[i] = pack2<HK_BF16_IN(K)>(s[2 * i], s[2 * i + 1]);
     }
 }
 
