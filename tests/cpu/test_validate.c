@@ -302,7 +302,7 @@ static void test_supported_any(void)
     st = fattn_cuda_supported_any(&p);
     EXPECT(st == FATTN_OK, "fp32 d80 (Hopper tf32 path): %s (%s)", fattn_status_name(st), fattn_last_error());
     /* fp32 d136: the Hopper kernel takes fp32 up to 128, the portable kernel no d136 */
-    p.head_dim = 136;
+    fattn_params_bshd(&p, 1, 300, 300, 8, 2, 136, FATTN_DTYPE_F32, fake[0], fake[1], fake[2], fake[3]);
     st = fattn_cuda_supported_any(&p);
     EXPECT(st == FATTN_ERR_UNSUPPORTED && strstr(fattn_last_error(), "head_dim (136)") &&
                strstr(fattn_last_error(), "fp32 at head_dim (136)"),
