@@ -6,8 +6,7 @@
  * (64 bf16/fp16, 128 e4m3 or 32 fp32 elements) with the 128-byte swizzle, the layout both TMA and
  * wgmma read. In FP8 mode Q, K and V come from the quantisation pass (hopper/quantize.cu) in e4m3,
  * and fp32 I/O from the staging pass (hopper/stage.cu) rounded to tf32; both have V transposed
- * (head_dim rows of keys), because e4m3 and tf32 wgmma read both operands K-major. bf16/fp16 at
- * the D that are not multiples of 64 read V^T from the staging pass too (stage.h says why). */
+ * (head_dim rows of keys), because e4m3 and tf32 wgmma read both operands K-major. */
 #ifndef FATTN_HOPPER_CONFIG_CUH
 #define FATTN_HOPPER_CONFIG_CUH
 
@@ -36,14 +35,10 @@ typedef struct hopper_args {
 #define HK_E4M3_BF16 2 /* FP8 mode, bf16 I/O: e4m3 copies */
 #define HK_E4M3_F16 3  /* FP8 mode, fp16 I/O */
 #define HK_TF32 4      /* fp32 I/O: tf32-rounded copies, fp32 O */
-#define HK_BF16_VT 5   /* bf16 I/O, V from the staging pass as V^T */
-#define HK_F16_VT 6    /* fp16 I/O, V from the staging pass as V^T */
 #define HK_FP8(K) ((K) == HK_E4M3_BF16 || (K) == HK_E4M3_F16)
 /* V arrives transposed from a pre-pass, so P V's B operand is K-major (keys contiguous). */
-#define HK_VT(K) (HK_FP8(K) || (K) == HK_TF32 || (K) == HK_BF16_VT || (K) == HK_F16_VT)
-/* The tiles hold bf16 (else, among the 2-byte kinds, fp16). */
-#define HK_BF16_IN(K) ((K) == HK_BF16 || (K) == HK_BF16_VT)
-#define HK_BF16_OUT(K) (HK_BF16_IN(K) || (K) == HK_E4M3_BF16)
+#define HK_VT(K) (HK_FP8(K) || (K) == HK_TF32)
+#define HK_BF16_OUT(K) ((K) == HK_BF16 || (K) == HK_E4M3_BF16)
 
 #define HOPPER_ROW_BYTES 128 /* one swizzled row of a 128-byte column chunk */
 #define HOPPER_WG_ROWS 64    /* query rows per consumer warpgroup (wgmma's M) */
@@ -57,10 +52,6 @@ typedef struct hopper_args {
  * TMA's zeros; P V computes all DT of them (wgmma's MN-major B under the 128-byte swizzle takes
  * N in multiples of 64), and the store of O clips them. */
 #define HOPPER_DT(D) (((D) + 63) / 64 * 64)
-
-/* O's width, P V's N: D itself where V^T is K-major (wgmma takes any multiple of 8 there), DT
- * where V is MN-major. The O tile stays DT wide; the columns past the width are never stored. */
-#define HOPPER_OW(D, K) (HK_VT(K) ? (D) : HOPPER_DT(D))
 
 /* Bytes of a rows x DT tile of Q or K (a V^T tile, D rows of BN keys, is the same size as K's). */
 #define HOPPER_TILE_BYTES(rows, D, K) ((rows) * HOPPER_DT(D) * HOPPER_IN_BYTES(K))

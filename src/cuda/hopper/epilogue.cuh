@@ -42,7 +42,7 @@ static __device__ __forceinline__ void write_output(const hopper_args *a, const 
         named_bar_sync(1 + wg, 128);
     }
 #pragma unroll
-    for (int g = 0; g < HOPPER_OW(D, K) / 8; ++g)
+    for (int g = 0; g < HOPPER_DT(D) / 8; ++g)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
             int row = r0 + 8 * h, col = 8 * g + 2 * (lane % 4);

@@ -14,9 +14,6 @@ import sys
 # transposed (hopper/quantize.cu, hopper/stage.cu).
 SS_SHAPES = (64, 80, 112, 128, 176)
 RS_SHAPES = (64, 128, 192, 256)
-# RS with a K-major B (V^T from the staging pass): N is the kernel's D, at the D that are not
-# multiples of 64 (hopper/stage.h)
-KMAJOR_RS_SHAPES = (48, 80, 96)
 TYPES = (("bf16", "bf16"), ("f16", "f16"))
 # (name, PTX type, k, SS shapes, RS shapes) of the K-major-only types
 KMAJOR_TYPES = (("e4m3", "e4m3", 32, (128,), (128, 256)), ("tf32", "tf32", 8, (64, 128), (64, 128)))
@@ -65,12 +62,6 @@ def emit(out):
                 out.write(wrapper(f"wgmma_rs_{tname}_n{n}", "float *d, const uint32_t *a, uint64_t db, int scale_d",
                                   a, a + 5, f"{inst} {{{regs(0, a)}}}, {{{regs(a, 4)}}}, %{a + 4}, p, 1, 1, 1",
                                   '"r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d)'))
-        for n in KMAJOR_RS_SHAPES:  # d, A regs, B desc, scale-d, scale-a, scale-b, trans-b 0: K-major
-            a = n // 2
-            inst = f"wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{ptx}.{ptx}"
-            out.write(wrapper(f"wgmma_rs_{tname}_kmajor_n{n}", "float *d, const uint32_t *a, uint64_t db, int scale_d",
-                              a, a + 5, f"{inst} {{{regs(0, a)}}}, {{{regs(a, 4)}}}, %{a + 4}, p, 1, 1, 0",
-                              '"r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d)'))
     for tname, ptx, k, ss_shapes, rs_shapes in KMAJOR_TYPES:
         for n in sorted(set(ss_shapes) | set(rs_shapes)):
             a = n // 2

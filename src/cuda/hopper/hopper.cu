@@ -60,7 +60,8 @@
 #endif
 
 /* fp32 I/O (tf32 copies, hopper/stage.cu): 4-byte tiles take twice the shared memory of bf16's,
- * so d128 streams 64-key blocks; d64 keeps 128. */
+ * so d128 streams 64-key blocks; d64 keeps 128. d128 takes three consumers: 225 of 227 KB, and
+ * their 160 registers spill about 30 per thread, yet measured 13% faster than two (perf-notes). */
 #ifndef CFGT64_NWG
 #define CFGT64_NWG 2
 #endif
@@ -71,7 +72,7 @@
 #define CFGT64_STAGES 2
 #endif
 #ifndef CFGT128_NWG
-#define CFGT128_NWG 2
+#define CFGT128_NWG 3
 #endif
 #ifndef CFGT128_BN
 #define CFGT128_BN 64
@@ -99,24 +100,19 @@
  * The scale default (1/sqrt(d)) and the LSE depend on d alone, never on D. */
 typedef struct native_cfg {
     int d, nwg, bn, stages;
-    bool vt; /* V through the staging pass as V^T (stage.h), so that P V's N is d, not DT */
 } native_cfg;
 
 /* The D between the 64-column tiles (48, 80, 96, 160) cut the Q K^T work of the head dims FA4's
  * users bring (SD's 40, 80, 160; 72; 96) to D/DT of the padded kernel's; each D takes the tiles of
- * its DT. 48, 80 and 96 also read V^T, which cuts P V's work to D/DT as well (160's 80-key block
- * would leave V^T's second 128-byte chunk mostly unused). 192 is a DT of its own: three chunks,
- * the register and shared-memory budget of 256's. */
+ * its DT (a V^T copy that let P V run N = D measured no faster: docs/perf-notes.md). 192 is a DT
+ * of its own: three chunks, the register and shared-memory budget of 256's. */
 /* The one source of the tiles: the host's row and key counts and the kernels launch_native
  * instantiates are read from it. */
-#ifndef CFG_VT
-#define CFG_VT true
-#endif
 static constexpr native_cfg NATIVE_CFGS[] = {
-    {48, CFG64_NWG, CFG64_BN, CFG64_STAGES, CFG_VT},       {64, CFG64_NWG, CFG64_BN, CFG64_STAGES, false},
-    {80, CFG128_NWG, CFG128_BN, CFG128_STAGES, CFG_VT},    {96, CFG128_NWG, CFG128_BN, CFG128_STAGES, CFG_VT},
-    {128, CFG128_NWG, CFG128_BN, CFG128_STAGES, false},    {160, CFG192_NWG, CFG192_BN, CFG192_STAGES, false},
-    {192, CFG192_NWG, CFG192_BN, CFG192_STAGES, false},    {256, CFG256_NWG, CFG256_BN, CFG256_STAGES, false}};
+    {48, CFG64_NWG, CFG64_BN, CFG64_STAGES},      {64, CFG64_NWG, CFG64_BN, CFG64_STAGES},
+    {80, CFG128_NWG, CFG128_BN, CFG128_STAGES},   {96, CFG128_NWG, CFG128_BN, CFG128_STAGES},
+    {128, CFG128_NWG, CFG128_BN, CFG128_STAGES},  {160, CFG192_NWG, CFG192_BN, CFG192_STAGES},
+    {192, CFG192_NWG, CFG192_BN, CFG192_STAGES}, {256, CFG256_NWG, CFG256_BN, CFG256_STAGES}};
 static constexpr size_t NATIVE_CFG_COUNT = sizeof NATIVE_CFGS / sizeof NATIVE_CFGS[0];
 
 /* The configuration that serves head_dim in native mode, or NULL. A dense row of 2-byte elements
@@ -130,17 +126,14 @@ static const native_cfg *native_config(int64_t head_dim)
     return NULL;
 }
 
-/* What the staging pass writes for these parameters (stage.h): Q, K and V^T for fp32, V^T for the
- * native configurations that read it; bytes 0 where the kernel reads the call's own tensors (and
- * for FP8 mode, whose copies are quantize.h's). Shapes only. */
+/* What the staging pass writes for these parameters (stage.h): the tf32 copies for fp32 in native
+ * mode; bytes 0 where the kernel reads the call's own tensors (and for FP8 mode, whose copies are
+ * quantize.h's). Shapes only. */
 static stage_layout staging(const fattn_params *p)
 {
     stage_layout none = {};
-    if (p->mode == FATTN_MODE_FP8) return none;
-    if (p->dtype == FATTN_DTYPE_F32)
-        return p->head_dim <= TF32_MAX_DIM ? fattn_stage_layout(p, TF32_STORED_DIM((int)p->head_dim)) : none;
-    const native_cfg *c = native_config(p->head_dim);
-    return c != NULL && c->vt ? fattn_stage_layout(p, c->d) : none;
+    if (p->mode == FATTN_MODE_FP8 || p->dtype != FATTN_DTYPE_F32 || p->head_dim > TF32_MAX_DIM) return none;
+    return fattn_stage_layout(p, TF32_STORED_DIM((int)p->head_dim));
 }
 
 /* Only for parameters fattn_hopper_serves accepted, so native_config is not NULL here. */
@@ -218,14 +211,12 @@ extern "C" fattn_status fattn_hopper_serves(const fattn_params *p)
                           (long long)p->seqlen_q, (long long)p->seqlen_kv);
     const size_t elem = fattn_dtype_size(p->dtype);
     fattn_status st;
-    /* FP8 mode and fp32 read Q, K and V with ordinary loads (their pre-passes), as the staging pass
-     * reads V where the kernel takes V^T; only what TMA reads is held to its rules. */
+    /* FP8 mode and fp32 read Q, K and V with ordinary loads (their pre-passes); only O goes through
+     * TMA. */
     if (!fp8 && !f32) {
         if ((st = check_tensor("q", &p->q, p->seqlen_q, p->heads_q, p->batch, elem)) != FATTN_OK) return st;
         if ((st = check_tensor("k", &p->k, p->seqlen_kv, p->heads_kv, p->batch, elem)) != FATTN_OK) return st;
-        if (!native_config(p->head_dim)->vt &&
-            (st = check_tensor("v", &p->v, p->seqlen_kv, p->heads_kv, p->batch, elem)) != FATTN_OK)
-            return st;
+        if ((st = check_tensor("v", &p->v, p->seqlen_kv, p->heads_kv, p->batch, elem)) != FATTN_OK) return st;
     }
     if ((st = check_tensor("o", &p->o, p->seqlen_q, p->heads_q, p->batch, elem)) != FATTN_OK) return st;
     return FATTN_OK;
@@ -297,14 +288,9 @@ static fattn_status encode_map(PFN_cuTensorMapEncodeTiled_v12000 encode, CUtenso
     return FATTN_OK;
 }
 
-/* V^T's copy: dim rows of keys_pad keys per (batch, kv head), read in boxes of all dim rows. */
-static map_spec vt_map(const fattn_params *p, const void *vt, int64_t dim, int64_t keys_pad, int elem)
-{
-    return copy_map(vt, keys_pad, dim, p->heads_kv, p->batch, (int)dim, elem);
-}
-
 /* The maps over a pre-pass's copies (FP8's e4m3, fp32's tf32; elem bytes each): Q and K rows of
- * dim elements, V^T's dim rows of keys_pad keys, read in boxes of its dim rows. */
+ * dim elements, V^T's dim rows of keys_pad keys per (batch, kv head), read in boxes of all dim
+ * rows. */
 static fattn_status encode_copies(PFN_cuTensorMapEncodeTiled_v12000 encode, hopper_args *a, const fattn_params *p,
                                   const void *q, const void *k, const void *vt, int64_t dim, int64_t keys_pad, int bn,
                                   int elem)
@@ -314,7 +300,7 @@ static fattn_status encode_copies(PFN_cuTensorMapEncodeTiled_v12000 encode, hopp
                          copy_map(q, dim, p->seqlen_q, p->heads_q, p->batch, HOPPER_WG_ROWS, elem))) ||
         (st = encode_map(encode, &a->k, p, "k copy", copy_map(k, dim, p->seqlen_kv, p->heads_kv, p->batch, bn, elem))))
         return st;
-    return encode_map(encode, &a->v, p, "v^t copy", vt_map(p, vt, dim, keys_pad, elem));
+    return encode_map(encode, &a->v, p, "v^t copy", copy_map(vt, keys_pad, dim, p->heads_kv, p->batch, (int)dim, elem));
 }
 
 template <int K, int D, int NWG, int BN, int STAGES, bool CAUSAL>
@@ -340,8 +326,7 @@ static fattn_status launch_native(const native_cfg *cfg, const hopper_args *args
     if constexpr (I + 1 < NATIVE_CFG_COUNT) {
         if (cfg != &NATIVE_CFGS[I]) return launch_native<K, CAUSAL, I + 1>(cfg, args, grid, stream);
     }
-    constexpr int KV = !c.vt ? K : K == HK_BF16 ? HK_BF16_VT : HK_F16_VT;
-    return launch<KV, c.d, c.nwg, c.bn, c.stages, CAUSAL>(args, grid, stream);
+    return launch<K, c.d, c.nwg, c.bn, c.stages, CAUSAL>(args, grid, stream);
 }
 
 /* K: the I/O's kind, HK_BF16 or HK_F16. */
@@ -400,14 +385,12 @@ extern "C" fattn_status fattn_hopper_forward(const fattn_params *p, void *worksp
             return st;
         args.q_factor = (const float *)(ws + l.q_factor);
         args.v_factor = (const float *)(ws + l.v_factor);
-    } else if (sl.bytes > 0 && sl.q >= 0) { /* fp32: every input staged */
-        if ((st = encode_copies(encode, &args, p, ws + sl.q, ws + sl.k, ws + sl.vt, sl.dim, sl.keys_pad, bn, sl.elem)))
+    } else if (sl.bytes > 0) {
+        if ((st = encode_copies(encode, &args, p, ws + sl.q, ws + sl.k, ws + sl.vt, sl.dim, sl.keys_pad, bn, 4)))
             return st;
     } else if ((st = encode_map(encode, &args.q, p, "q", io_map(p, &p->q, p->seqlen_q, p->heads_q, HOPPER_WG_ROWS))) ||
                (st = encode_map(encode, &args.k, p, "k", io_map(p, &p->k, p->seqlen_kv, p->heads_kv, bn))) ||
-               (st = encode_map(encode, &args.v, p, sl.bytes ? "v^t copy" : "v",
-                                sl.bytes ? vt_map(p, ws + sl.vt, sl.dim, sl.keys_pad, sl.elem)
-                                         : io_map(p, &p->v, p->seqlen_kv, p->heads_kv, bn))))
+               (st = encode_map(encode, &args.v, p, "v", io_map(p, &p->v, p->seqlen_kv, p->heads_kv, bn))))
         return st;
     if ((st = encode_map(encode, &args.o, p, "o", io_map(p, &p->o, p->seqlen_q, p->heads_q, HOPPER_WG_ROWS))))
         return st;

@@ -113,7 +113,7 @@ static __device__ __forceinline__ void reset_rows(const hopper_args *a, const ho
         f[1] = 1.0f;
     }
 #pragma unroll
-    for (int i = 0; i < HOPPER_OW(D, K) / 2; ++i) o[i] = 0.0f;
+    for (int i = 0; i < HOPPER_DT(D) / 2; ++i) o[i] = 0.0f;
     m[0] = m[1] = -INFINITY;
     l[0] = l[1] = 0.0f;
 }
@@ -157,17 +157,17 @@ static __device__ __forceinline__ void middle_blocks(const hopper_args *a, const
         turn_wait(wg);
         mbar_wait(c->k_full + 8 * st, (jt / STAGES) & 1);
         issue_qk<K, D, BN>(s, q_tile, c->k_tiles + st * HOPPER_TILE_BYTES(BN, D, K));
-        if constexpr (HOPPER_RESCALE_EARLY(D)) rescale_rows<HOPPER_OW(D, K)>(o, alpha);
+        if constexpr (HOPPER_RESCALE_EARLY(D)) rescale_rows<HOPPER_DT(D)>(o, alpha);
         mbar_wait(c->v_full + 8 * pst, ((jt - 1) / STAGES) & 1);
         issue_pv<K, D, BN>(o, p, c->v_tiles + pst * HOPPER_TILE_BYTES(BN, D, K));
         turn_pass((wg + 1) % NWG);
         wgmma_wait<1>();
         scores_done<K, D, BN, STAGES>(c, tid, jt, j, n, slot, first_masked, last, s, m, l, alpha, f);
         wgmma_wait<0>();
-        fence_accum<HOPPER_OW(D, K) / 2>(o);
+        fence_accum<HOPPER_DT(D) / 2>(o);
         fence_regs<HOPPER_P_REGS(BN, K)>(p);
         if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * pst);
-        if constexpr (!HOPPER_RESCALE_EARLY(D)) rescale_rows<HOPPER_OW(D, K)>(o, alpha);
+        if constexpr (!HOPPER_RESCALE_EARLY(D)) rescale_rows<HOPPER_DT(D)>(o, alpha);
         probs_to_a<K, BN>(s, p);
     }
 }
@@ -180,11 +180,11 @@ static __device__ __forceinline__ void finish_tile(const hopper_args *a, const h
                                                    CONSUMER_STATE)
 {
     const int lt = it + t->n_blocks - 1, lst = lt % STAGES;
-    if constexpr (HOPPER_RESCALE_EARLY(D)) rescale_rows<HOPPER_OW(D, K)>(o, alpha);
+    if constexpr (HOPPER_RESCALE_EARLY(D)) rescale_rows<HOPPER_DT(D)>(o, alpha);
     mbar_wait(c->v_full + 8 * lst, (lt / STAGES) & 1);
     issue_pv<K, D, BN>(o, p, c->v_tiles + lst * HOPPER_TILE_BYTES(BN, D, K));
     wgmma_wait<0>();
-    fence_accum<HOPPER_OW(D, K) / 2>(o);
+    fence_accum<HOPPER_DT(D) / 2>(o);
     fence_regs<HOPPER_P_REGS(BN, K)>(p);
     if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * lst);
     const uint32_t o_tile = c->o_tiles + wg * HOPPER_O_TILE_BYTES(D, K);
@@ -203,7 +203,7 @@ static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const h
     int last[2];
     const int lt = it + t->n_blocks - 1, lst = lt % STAGES, nit = it + t->n_blocks, nst = nit % STAGES;
     const int nslot = q_slot<K, D, NWG>(k + 1, wg);
-    if constexpr (HOPPER_RESCALE_EARLY(D)) rescale_rows<HOPPER_OW(D, K)>(o, alpha);
+    if constexpr (HOPPER_RESCALE_EARLY(D)) rescale_rows<HOPPER_DT(D)>(o, alpha);
     turn_wait(wg);
     mbar_wait(c->v_full + 8 * lst, (lt / STAGES) & 1);
     issue_pv<K, D, BN>(o, p, c->v_tiles + lst * HOPPER_TILE_BYTES(BN, D, K));
@@ -213,7 +213,7 @@ static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const h
                           c->k_tiles + nst * HOPPER_TILE_BYTES(BN, D, K));
     turn_pass((wg + 1) % NWG);
     wgmma_wait<1>();
-    fence_accum<HOPPER_OW(D, K) / 2>(o);
+    fence_accum<HOPPER_DT(D) / 2>(o);
     fence_regs<HOPPER_P_REGS(BN, K)>(p);
     if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * lst);
     const uint32_t o_tile = c->o_tiles + wg * HOPPER_O_TILE_BYTES(D, K);
@@ -236,7 +236,7 @@ static __device__ __forceinline__ void consume(const hopper_args *a, int wg, int
                                                const hopper_smem *c)
 {
     constexpr int QB = HOPPER_Q_BUFS(D, K);
-    float o[HOPPER_OW(D, K) / 2], m[2], l[2], alpha[2], s[BN / 2], f[2];
+    float o[HOPPER_DT(D) / 2], m[2], l[2], alpha[2], s[BN / 2], f[2];
     uint32_t p[HOPPER_P_REGS(BN, K)];
     hopper_tile t, next;
     if (wg == NWG - 1) turn_pass(0); /* warpgroup 0 issues first */

@@ -22,7 +22,7 @@ static __device__ __forceinline__ void wgmma_ss(float *d, uint64_t da, uint64_t 
     } else if constexpr (K == HK_TF32) {
         if constexpr (N == 64) wgmma_ss_tf32_n64(d, da, db, scale_d);
         else wgmma_ss_tf32_n128(d, da, db, scale_d);
-    } else if constexpr (HK_BF16_IN(K)) {
+    } else if constexpr (K == HK_BF16) {
         if constexpr (N == 64) wgmma_ss_bf16_n64(d, da, db, scale_d);
         else if constexpr (N == 80) wgmma_ss_bf16_n80(d, da, db, scale_d);
         else if constexpr (N == 112) wgmma_ss_bf16_n112(d, da, db, scale_d);
@@ -40,20 +40,10 @@ static __device__ __forceinline__ void wgmma_ss(float *d, uint64_t da, uint64_t 
 template <int K, int N>
 static __device__ __forceinline__ void wgmma_rs(float *d, const uint32_t *a, uint64_t db, int scale_d)
 {
-    static_assert(HK_VT(K) || N == 64 || N == 128 || N == 192 || N == 256, "no wgmma RS wrapper for this tile width");
+    static_assert(N == 64 || N == 128 || N == 192 || N == 256, "no wgmma RS wrapper for this tile width");
     static_assert(!HK_FP8(K) || N == 128 || N == 256, "no e4m3 wgmma RS wrapper for this head dim");
     static_assert(K != HK_TF32 || N == 64 || N == 128, "no tf32 wgmma RS wrapper for this head dim");
-    static_assert((K != HK_BF16_VT && K != HK_F16_VT) || N == 48 || N == 80 || N == 96,
-                  "no K-major bf16/fp16 wgmma RS wrapper for this head dim");
-    if constexpr (K == HK_BF16_VT) {
-        if constexpr (N == 48) wgmma_rs_bf16_kmajor_n48(d, a, db, scale_d);
-        else if constexpr (N == 80) wgmma_rs_bf16_kmajor_n80(d, a, db, scale_d);
-        else wgmma_rs_bf16_kmajor_n96(d, a, db, scale_d);
-    } else if constexpr (K == HK_F16_VT) {
-        if constexpr (N == 48) wgmma_rs_f16_kmajor_n48(d, a, db, scale_d);
-        else if constexpr (N == 80) wgmma_rs_f16_kmajor_n80(d, a, db, scale_d);
-        else wgmma_rs_f16_kmajor_n96(d, a, db, scale_d);
-    } else if constexpr (HK_FP8(K)) {
+    if constexpr (HK_FP8(K)) {
         if constexpr (N == 128) wgmma_rs_e4m3_n128(d, a, db, scale_d);
         else wgmma_rs_e4m3_n256(d, a, db, scale_d);
     } else if constexpr (K == HK_TF32) {
@@ -109,15 +99,15 @@ static __device__ __forceinline__ void issue_qk(float *s, uint32_t q_tile, uint3
     fence_accum<BN / 2>(s);
 }
 
-/* O[64 x OW] += P[64 x BN] . V[BN x OW] (OW = HOPPER_OW(D, K), config.cuh). bf16/fp16: V is
+/* O[64 x DT] += P[64 x BN] . V[BN x DT] (DT = HOPPER_DT(D), config.cuh). bf16/fp16: V is
  * MN-major: 8 rows of a chunk form a 1024-byte swizzle atom (the stride offset), chunks of 64
  * columns are BN*128 bytes apart (the leading offset), and each k16 step is 16 rows = 2048 bytes.
- * V^T (e4m3, tf32, and bf16/fp16 at D between the 64-multiples): a K-major tile of D rows, stepped
- * like K; each step's A is four registers of P either way. */
+ * e4m3 and tf32: V^T is a K-major tile of D rows, stepped like K; each step's A is four registers
+ * of P either way. */
 template <int K, int D, int BN>
 static __device__ __forceinline__ void issue_pv(float *o, const uint32_t *p, uint32_t v_tile)
 {
-    fence_accum<HOPPER_OW(D, K) / 2>(o);
+    fence_accum<HOPPER_DT(D) / 2>(o);
     wgmma_fence();
     if constexpr (HK_VT(K)) {
         const uint64_t vd = wgmma_desc_sw128(v_tile, 16, 1024);
@@ -131,7 +121,7 @@ static __device__ __forceinline__ void issue_pv(float *o, const uint32_t *p, uin
             wgmma_rs<K, HOPPER_DT(D)>(o, p + 4 * kk, wgmma_desc_advance(vd, kk * 2048), 1);
     }
     wgmma_commit();
-    fence_accum<HOPPER_OW(D, K) / 2>(o);
+    fence_accum<HOPPER_DT(D) / 2>(o);
 }
 
 #endif

@@ -143,7 +143,7 @@ template <int K, int BN> static __device__ __forceinline__ void probs_to_a(const
         }
     } else {
 #pragma unroll
-        for (int i = 0; i < BN / 4; ++i) p[i] = pack2<HK_BF16_IN(K)>(s[2 * i], s[2 * i + 1]);
+        for (int i = 0; i < BN / 4; ++i) p[i] = pack2<K == HK_BF16>(s[2 * i], s[2 * i + 1]);
     }
 }
 
