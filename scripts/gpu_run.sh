@@ -16,6 +16,7 @@
 #   SAN_PATHS="portable"      dispatch paths the sanitizer runs
 #   RACECHECK_ARGS="--filter bf16"  racecheck is ~30x slower than the other tools: bf16 cases only
 #                             by default (the fp16/fp32 kernels share its shared-memory code)
+#   SAN_ARGS="--filter f32"   arguments of test_gpu_forward under the other three tools
 #   BENCH_ARGS="--only seed"  extra arguments of bench/gpu_bench.py
 #   BENCH_PATHS="portable auto"
 #   TEST_TIMEOUT=300 SAN_TIMEOUT=150   seconds per test run / per sanitizer tool (rc 124 = cut off)
@@ -91,7 +92,7 @@ fi
 if [ -z "${SKIP_SANITIZER:-}" ]; then
   for path in ${SAN_PATHS:-portable}; do
     for tool in ${SAN_TOOLS:-memcheck racecheck initcheck synccheck}; do
-      extra=""
+      extra=${SAN_ARGS:-}
       [ "$tool" = racecheck ] && extra=${RACECHECK_ARGS---filter bf16}
       timeout "${SAN_TIMEOUT:-150}" env "$(path_env "$path")" compute-sanitizer --tool "$tool" --error-exitcode 9 \
         "$BUILD/tests/gpu/test_gpu_forward" --small $extra >"$LOG/san-$tool-$path.log" 2>&1
