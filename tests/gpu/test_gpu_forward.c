@@ -169,10 +169,13 @@ static double tolerance(const gcase *c)
 }
 
 /* LSE error relative to 1 + |lse|. fp32 inputs staged as bf16 move the scores themselves by
- * ~2^-9 relative, hence the looser bound there. */
+ * ~2^-9 relative, hence the looser bound there; rounded to tf32 by 2^-11, which at a single key
+ * (the LSE is that key's logit) was seen at 1.1e-3, hence 3e-3. bf16/fp16 inputs are exact. */
 static double lse_tolerance(const gcase *c)
 {
-    return c->dt == FATTN_DTYPE_F32 && !tf32_case(c) ? 1e-2 : 1e-3;
+    if (c->dt != FATTN_DTYPE_F32)
+        return 1e-3;
+    return tf32_case(c) ? 3e-3 : 1e-2;
 }
 
 typedef struct device_case {
