@@ -113,44 +113,51 @@ static constexpr native_cfg NATIVE_CFGS[] = {
     {80, CFG128_NWG, CFG128_BN, CFG128_STAGES},   {96, CFG128_NWG, CFG128_BN, CFG128_STAGES},
     {128, CFG128_NWG, CFG128_BN, CFG128_STAGES},  {160, CFG192_NWG, CFG192_BN, CFG192_STAGES},
     {192, CFG192_NWG, CFG192_BN, CFG192_STAGES}, {256, CFG256_NWG, CFG256_BN, CFG256_STAGES}};
-static constexpr size_t NATIVE_CFG_COUNT = sizeof NATIVE_CFGS / sizeof NATIVE_CFGS[0];
+/* fp32: every head_dim up to 64 on the d64 kernel, the rest up to 128 on the d128 one, over the
+ * staging pass's copies, zero-padded to D columns (so no multiple-of-8 rule: TMA reads only the
+ * copies and O). */
+static constexpr native_cfg TF32_CFGS[] = {{64, CFGT64_NWG, CFGT64_BN, CFGT64_STAGES},
+                                           {128, CFGT128_NWG, CFGT128_BN, CFGT128_STAGES}};
 
-/* The configuration that serves head_dim in native mode, or NULL. A dense row of 2-byte elements
- * meets TMA's 16-byte stride rule only when head_dim is a multiple of 8; the rule is head_dim's
- * alone, so that whether a head dim is served does not depend on the layout. */
-static const native_cfg *native_config(int64_t head_dim)
+/* The smallest entry of a configuration table that holds head_dim, or NULL. */
+template <size_t N> static const native_cfg *smallest_holding(const native_cfg (&table)[N], int64_t head_dim)
 {
-    if (head_dim < 8 || head_dim % 8 != 0) return NULL;
-    for (size_t i = 0; i < NATIVE_CFG_COUNT; ++i)
-        if (head_dim <= NATIVE_CFGS[i].d) return &NATIVE_CFGS[i];
+    for (size_t i = 0; i < N; ++i)
+        if (head_dim <= table[i].d) return &table[i];
     return NULL;
 }
 
+/* The configuration that serves head_dim in native mode, or NULL. A dense row of 2-byte elements
+ * meets TMA's 16-byte stride rule only when head_dim is a multiple of 8; the rule is head_dim's
+ * alone, so that whether a head dim is served does not depend on the layout. fp32 takes
+ * TF32_CFGS. */
+static const native_cfg *native_config(const fattn_params *p)
+{
+    if (p->dtype == FATTN_DTYPE_F32) return smallest_holding(TF32_CFGS, p->head_dim);
+    if (p->head_dim < 8 || p->head_dim % 8 != 0) return NULL;
+    return smallest_holding(NATIVE_CFGS, p->head_dim);
+}
+
 /* What the staging pass writes for these parameters (stage.h): the tf32 copies for fp32 in native
- * mode; bytes 0 where the kernel reads the call's own tensors (and for FP8 mode, whose copies are
- * quantize.h's). Shapes only. */
+ * mode, as wide as its kernel's D; bytes 0 where the kernel reads the call's own tensors (and for
+ * FP8 mode, whose copies are quantize.h's). Shapes only. */
 static stage_layout staging(const fattn_params *p)
 {
     stage_layout none = {};
-    if (p->mode == FATTN_MODE_FP8 || p->dtype != FATTN_DTYPE_F32 || p->head_dim > TF32_MAX_DIM) return none;
-    return fattn_stage_layout(p, TF32_STORED_DIM((int)p->head_dim));
+    const native_cfg *c = native_config(p);
+    if (p->mode == FATTN_MODE_FP8 || p->dtype != FATTN_DTYPE_F32 || c == NULL) return none;
+    return fattn_stage_layout(p, c->d);
 }
 
 /* Only for parameters fattn_hopper_serves accepted, so native_config is not NULL here. */
 static int rows_per_cta(const fattn_params *p)
 {
-    const int nwg = p->mode == FATTN_MODE_FP8 ? CFGF8_NWG
-                    : p->dtype == FATTN_DTYPE_F32
-                        ? (TF32_STORED_DIM((int)p->head_dim) == 64 ? CFGT64_NWG : CFGT128_NWG)
-                        : native_config(p->head_dim)->nwg;
-    return nwg * HOPPER_WG_ROWS;
+    return (p->mode == FATTN_MODE_FP8 ? CFGF8_NWG : native_config(p)->nwg) * HOPPER_WG_ROWS;
 }
 
 static int key_block(const fattn_params *p)
 {
-    if (p->mode == FATTN_MODE_FP8) return CFGF8_BN;
-    if (p->dtype == FATTN_DTYPE_F32) return TF32_STORED_DIM((int)p->head_dim) == 64 ? CFGT64_BN : CFGT128_BN;
-    return native_config(p->head_dim)->bn;
+    return p->mode == FATTN_MODE_FP8 ? CFGF8_BN : native_config(p)->bn;
 }
 
 static const int64_t TMA_STRIDE_LIMIT = (int64_t)1 << 40;
@@ -188,15 +195,15 @@ extern "C" fattn_status fattn_hopper_serves(const fattn_params *p)
                           fattn_dtype_name(p->dtype));
     if (f32 && fp8)
         return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: FP8 mode with dtype fp32 is not served (bf16, fp16 I/O)");
-    if (f32 && p->head_dim > TF32_MAX_DIM)
+    if (f32 && native_config(p) == NULL)
         return fattn_fail(FATTN_ERR_UNSUPPORTED,
                           "Hopper kernel: fp32 at head_dim (%lld) is not served (at most %d: a tf32 tile twice "
                           "bf16's leaves no room for two consumers beyond)",
-                          (long long)p->head_dim, TF32_MAX_DIM);
+                          (long long)p->head_dim, TF32_CFGS[sizeof TF32_CFGS / sizeof TF32_CFGS[0] - 1].d);
     if (fp8 && p->head_dim != 64 && p->head_dim != 128 && p->head_dim != 256)
         return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: FP8 mode at head_dim (%lld) is not served (64, 128, 256)",
                           (long long)p->head_dim);
-    if (!fp8 && !f32 && native_config(p->head_dim) == NULL)
+    if (!fp8 && !f32 && native_config(p) == NULL)
         return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: head_dim (%lld) is not a multiple of 8 in 8..256",
                           (long long)p->head_dim);
     float scale = fattn_effective_scale(p);
@@ -318,13 +325,14 @@ static fattn_status launch(const hopper_args *args, int grid, cudaStream_t strea
     return FATTN_OK;
 }
 
-/* The kernel of NATIVE_CFGS entry cfg: one instantiation per entry, found by walking the table. */
-template <int K, bool CAUSAL, size_t I = 0>
+/* The kernel of entry cfg of TABLE (NATIVE_CFGS or TF32_CFGS): one instantiation per entry, found
+ * by walking the table. */
+template <int K, bool CAUSAL, const auto &TABLE, size_t I = 0>
 static fattn_status launch_native(const native_cfg *cfg, const hopper_args *args, int grid, cudaStream_t stream)
 {
-    constexpr native_cfg c = NATIVE_CFGS[I];
-    if constexpr (I + 1 < NATIVE_CFG_COUNT) {
-        if (cfg != &NATIVE_CFGS[I]) return launch_native<K, CAUSAL, I + 1>(cfg, args, grid, stream);
+    constexpr native_cfg c = TABLE[I];
+    if constexpr (I + 1 < sizeof TABLE / sizeof TABLE[0]) {
+        if (cfg != &TABLE[I]) return launch_native<K, CAUSAL, TABLE, I + 1>(cfg, args, grid, stream);
     }
     return launch<K, c.d, c.nwg, c.bn, c.stages, CAUSAL>(args, grid, stream);
 }
@@ -341,16 +349,14 @@ static fattn_status launch_dim(const fattn_params *p, const hopper_args *args, i
             return launch<K8, 128, CFGF8_NWG, CFGF8_BN, CFGF8_STAGES, CAUSAL>(args, grid, stream);
         return launch<K8, 256, CFGF8_NWG, CFGF8_BN, CFGF8_STAGES, CAUSAL>(args, grid, stream);
     }
-    return launch_native<K, CAUSAL>(native_config(p->head_dim), args, grid, stream);
+    return launch_native<K, CAUSAL, NATIVE_CFGS>(native_config(p), args, grid, stream);
 }
 
-/* fp32: the copies' head dim picks the kernel; O's map keeps head_dim columns, as for FP8 d64. */
+/* fp32: O's map keeps head_dim columns, as for FP8 d64, so the store drops the copies' padding. */
 template <bool CAUSAL>
 static fattn_status launch_tf32(const fattn_params *p, const hopper_args *args, int grid, cudaStream_t stream)
 {
-    if (TF32_STORED_DIM((int)p->head_dim) == 64)
-        return launch<HK_TF32, 64, CFGT64_NWG, CFGT64_BN, CFGT64_STAGES, CAUSAL>(args, grid, stream);
-    return launch<HK_TF32, 128, CFGT128_NWG, CFGT128_BN, CFGT128_STAGES, CAUSAL>(args, grid, stream);
+    return launch_native<HK_TF32, CAUSAL, TF32_CFGS>(native_config(p), args, grid, stream);
 }
 
 extern "C" size_t fattn_hopper_workspace_size(const fattn_params *p)

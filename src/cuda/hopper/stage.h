@@ -13,10 +13,6 @@
 extern "C" {
 #endif
 
-/* The head dim of the copies, zeros past head_dim, and of the kernel that serves them: every
- * head_dim up to 64 runs on the d64 kernel, the rest up to 128 on the d128 one. */
-#define TF32_STORED_DIM(D) ((D) <= 64 ? 64 : 128)
-#define TF32_MAX_DIM 128
 /* V^T's rows are padded with zero keys to a multiple of this (a CTA of the pass each). */
 #define STAGE_KEY_BLOCK 32
 
@@ -29,7 +25,8 @@ typedef struct stage_layout {
     int64_t q, k, vt, bytes;
 } stage_layout;
 
-/* The layout for validated fp32 parameters and the kernel's D, dim = TF32_STORED_DIM(head_dim). */
+/* The layout for validated fp32 parameters and the kernel's D (64 or 128: hopper.cu's TF32_CFGS),
+ * the copies' head dim, zeros past head_dim. */
 stage_layout fattn_stage_layout(const fattn_params *p, int dim);
 
 /* Enqueues the pass into a workspace of at least l->bytes. */
