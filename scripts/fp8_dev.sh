@@ -37,7 +37,7 @@ for part in ${PARTS:-fp8 native san bench big}; do
            cat "$OUT"/bench-fp8.md >>"$S" 2>/dev/null ;;
     big) run fp8_big 300 build-gpu/tests/gpu/test_gpu_fp8 --big ;;
     prof) FATTN_LIBRARY=build-gpu/src/libfattn.so run prof 120 ncu --metrics gpu__time_duration.sum \
-            python3 bench/fp8_once.py ${PROF_SHAPE:-1,15708,32,128}
+            python3 bench/once.py ${PROF_SHAPE:-1,15708,32,128}
           grep -E "^  [a-z_0-9]+.*\(|gpu__time_duration" "$OUT/prof.log" | paste - - | sed 's/  */ /g' | cut -c1-160 | tee -a "$S" ;;
   esac
 done

@@ -45,17 +45,38 @@ static __device__ __forceinline__ void turn_pass(int to)
 #define CONSUMER_STATE float *o, float *m, float *l, float *alpha, float *s, uint32_t *p, float *f
 #define CONSUMER_STATE_ARGS o, m, l, alpha, s, p, f
 
-/* Where O's rescale by the latest softmax's alpha happens. Late (D <= 128): after P V has completed
- * and the softmax of S_j has run, outside the turn, so the multiplies never delay the issue of
- * P V and the other warpgroup's turn. Early (D > 128, O's 128 registers): between issuing S_j and
- * P_{j-1} V_{j-1}, while Q K^T runs, as FA3/FA4 do at these head dims. */
-#ifndef HOPPER_LATE_RESCALE_MAX_D
-#define HOPPER_LATE_RESCALE_MAX_D 128
-#endif
-#define HOPPER_RESCALE_EARLY(D) ((D) > HOPPER_LATE_RESCALE_MAX_D)
-
 /* P's registers: two bf16/fp16, four e4m3 or one tf32 probability each. */
 #define HOPPER_P_REGS(BN, K) (HK_FP8(K) ? (BN) / 8 : (K) == HK_TF32 ? (BN) / 2 : (BN) / 4)
+
+/* Once the softmax of S_j has run: wait for P_{j-1} V_{j-1} (the warpgroup's older wgmma group),
+ * then rescale O by the softmax's alpha, after the product and outside the turn, so the multiplies
+ * never delay the issue of P V and the other warpgroup's turn. The wait sits inside the branches of
+ * the rescale vote, which needs the softmax's row maxima: with the wait in one basic block with the
+ * softmax, ptxas scheduled it right after the softmax's first instruction (WARPGROUP.DEPBAR after
+ * the first FMNMX in the SASS), so the softmax of S_j ran only once P_{j-1} V_{j-1} had completed
+ * and the overlap of the two within a warpgroup was lost (docs/perf-notes.md). HOPPER_PV_WAIT_PLAIN
+ * builds that form again, for measuring against it. */
+template <int K, int D, int BN>
+static __device__ __forceinline__ void wait_pv_rescale(float *o, uint32_t *p, const float *alpha)
+{
+#ifdef HOPPER_PV_WAIT_PLAIN
+    wgmma_wait<0>();
+    fence_accum<HOPPER_DT(D) / 2>(o);
+    fence_regs<HOPPER_P_REGS(BN, K)>(p);
+    if (rows_moved(alpha)) scale_rows<HOPPER_DT(D)>(o, alpha);
+#else
+    if (rows_moved(alpha)) {
+        wgmma_wait<0>();
+        fence_accum<HOPPER_DT(D) / 2>(o);
+        fence_regs<HOPPER_P_REGS(BN, K)>(p);
+        scale_rows<HOPPER_DT(D)>(o, alpha);
+    } else {
+        wgmma_wait<0>();
+        fence_accum<HOPPER_DT(D) / 2>(o);
+        fence_regs<HOPPER_P_REGS(BN, K)>(p);
+    }
+#endif
+}
 
 /* Q of the CTA's tile k, for warpgroup wg. */
 template <int K, int D, int NWG>
@@ -141,7 +162,7 @@ static __device__ __forceinline__ void start_tile(const hopper_args *a, const ho
 
 /* Key blocks 1..n-1 of the tile: each turn issues S_j together with P_{j-1} V_{j-1}, and the
  * softmax of S_j runs while P V is still on the tensor cores. A tile's first block needs no
- * rescale (O is zero), and with the late rescale its last P V needs none either. */
+ * rescale (O is zero), and its last P V needs none either (O was rescaled after the one before). */
 template <int K, int D, int NWG, int BN, int STAGES, bool CAUSAL>
 static __device__ __forceinline__ void middle_blocks(const hopper_args *a, const hopper_smem *c, const hopper_tile *t,
                                                      int k, int it, int wg, int tid, CONSUMER_STATE)
@@ -157,17 +178,13 @@ static __device__ __forceinline__ void middle_blocks(const hopper_args *a, const
         turn_wait(wg);
         mbar_wait(c->k_full + 8 * st, (jt / STAGES) & 1);
         issue_qk<K, D, BN>(s, q_tile, c->k_tiles + st * HOPPER_TILE_BYTES(BN, D, K));
-        if constexpr (HOPPER_RESCALE_EARLY(D)) rescale_rows<HOPPER_DT(D)>(o, alpha);
         mbar_wait(c->v_full + 8 * pst, ((jt - 1) / STAGES) & 1);
         issue_pv<K, D, BN>(o, p, c->v_tiles + pst * HOPPER_TILE_BYTES(BN, D, K));
         turn_pass((wg + 1) % NWG);
         wgmma_wait<1>();
         scores_done<K, D, BN, STAGES>(c, tid, jt, j, n, slot, first_masked, last, s, m, l, alpha, f);
-        wgmma_wait<0>();
-        fence_accum<HOPPER_DT(D) / 2>(o);
-        fence_regs<HOPPER_P_REGS(BN, K)>(p);
+        wait_pv_rescale<K, D, BN>(o, p, alpha);
         if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * pst);
-        if constexpr (!HOPPER_RESCALE_EARLY(D)) rescale_rows<HOPPER_DT(D)>(o, alpha);
         probs_to_a<K, BN>(s, p);
     }
 }
@@ -180,7 +197,6 @@ static __device__ __forceinline__ void finish_tile(const hopper_args *a, const h
                                                    CONSUMER_STATE)
 {
     const int lt = it + t->n_blocks - 1, lst = lt % STAGES;
-    if constexpr (HOPPER_RESCALE_EARLY(D)) rescale_rows<HOPPER_DT(D)>(o, alpha);
     mbar_wait(c->v_full + 8 * lst, (lt / STAGES) & 1);
     issue_pv<K, D, BN>(o, p, c->v_tiles + lst * HOPPER_TILE_BYTES(BN, D, K));
     wgmma_wait<0>();
@@ -203,7 +219,6 @@ static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const h
     int last[2];
     const int lt = it + t->n_blocks - 1, lst = lt % STAGES, nit = it + t->n_blocks, nst = nit % STAGES;
     const int nslot = q_slot<K, D, NWG>(k + 1, wg);
-    if constexpr (HOPPER_RESCALE_EARLY(D)) rescale_rows<HOPPER_DT(D)>(o, alpha);
     turn_wait(wg);
     mbar_wait(c->v_full + 8 * lst, (lt / STAGES) & 1);
     issue_pv<K, D, BN>(o, p, c->v_tiles + lst * HOPPER_TILE_BYTES(BN, D, K));

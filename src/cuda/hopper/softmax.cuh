@@ -50,7 +50,7 @@ static __device__ __forceinline__ float quad_sum(float x)
 
 /* Updates the running max m[2] and partial sums l[2] with block s, turns s into probabilities
  * (times 2^HOPPER_P_LOG2) in place, and returns the factors alpha[2] by which the O accumulator
- * rows must be rescaled: exactly 1 where the row's max did not move, so rescale_rows can skip. */
+ * rows must be rescaled: exactly 1 where the row's max did not move, so the rescale can be skipped (rows_moved). */
 template <int BN, bool F8>
 static __device__ __forceinline__ void online_softmax(float *s, float *m, float *l, float *alpha,
                                                       float scale_log2)
@@ -82,9 +82,13 @@ static __device__ __forceinline__ void online_softmax(float *s, float *m, float 
 
 /* After a few key blocks a row's max rarely moves, so most warps find all 16 of their rows' alpha
  * at exactly 1 and skip the D/2 multiplies (the result is bit-identical). */
-template <int D> static __device__ __forceinline__ void rescale_rows(float *o, const float *alpha)
+static __device__ __forceinline__ bool rows_moved(const float *alpha)
 {
-    if (!__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) return;
+    return __any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f);
+}
+
+template <int D> static __device__ __forceinline__ void scale_rows(float *o, const float *alpha)
+{
 #pragma unroll
     for (int g = 0; g < D / 8; ++g)
 #pragma unroll
