@@ -20,10 +20,12 @@
 #   BENCH_ARGS="--only seed"  extra arguments of bench/gpu_bench.py
 #   BENCH_PATHS="portable auto"
 #   TEST_TIMEOUT=300 SAN_TIMEOUT=150   seconds per test run / per sanitizer tool (rc 124 = cut off)
-#   VARIANTS="early=-DHOPPER_LATE_RESCALE_MAX_D=0 bn112=-DCFG192_BN=112"   libfattn builds with
+#   VARIANTS="plain=-DHOPPER_PV_WAIT_PLAIN bn112=-DCFG192_BN=112"   libfattn builds with
 #                             other compile-time knobs (name=flags, flags without spaces; commas in
 #                             flags become spaces), built in build-var-NAME while the tests run and
 #                             timed beside fattn in the same benchmark (gpu_bench.py --variant)
+#   BASE=.base                another source tree (e.g. `git archive <commit> | tar -x -C .base`, carried),
+#                             built as the variant "base": the previous commit timed in the same run
 set -u
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
@@ -65,6 +67,13 @@ for v in ${VARIANTS:-}; do
     >"$LOG/build-var-$name.log" 2>&1 &
   variant_args="$variant_args --variant $name=$ROOT/build-var-$name/src/libfattn.so"
 done
+
+if [ -n "${BASE:-}" ]; then
+  ( cmake -S "$BASE" -B "$ROOT/build-var-base" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFATTN_CUDA_ARCHS="$ARCHS" \
+      -DFATTN_BUILD_TESTS=OFF && cmake --build "$ROOT/build-var-base" --target fattn ) >"$LOG/build-var-base.log" 2>&1 &
+  variant_args="$variant_args --variant base=$ROOT/build-var-base/src/libfattn.so"
+  VARIANTS="${VARIANTS:-} base=$BASE"
+fi
 
 path_env() { if [ "$1" = portable ]; then echo "FATTN_FORCE_PORTABLE=1"; else echo "FATTN_FORCE_PORTABLE=0"; fi; }
 

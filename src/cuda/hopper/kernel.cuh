@@ -285,7 +285,9 @@ __global__ void __launch_bounds__((NWG + 1) * 128, 1) hopper_fwd_kernel(const __
     extern __shared__ uint8_t smem_raw[];
     uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     const hopper_smem sm = hopper_smem_map<K, D, NWG, BN, STAGES>(smem_u32(smem));
-    const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
+    /* the shuffle tells ptxas that wg is warp-uniform, so the tile addresses derived from it, and
+     * the wgmma descriptors, stay in uniform registers */
+    const int wg = __shfl_sync(0xffffffffu, (int)threadIdx.x / 128, 0), tid = threadIdx.x % 128;
 
     if (threadIdx.x == 0) {
         for (int w = 0; w < HOPPER_Q_BUFS(D, K) * NWG; ++w) {

@@ -57,30 +57,55 @@ static __device__ __forceinline__ void load_q(const hopper_args *a, const hopper
     }
 }
 
-/* Walks the same tiles as the consumers. The stage ring runs on across tiles, so the next tile's
- * first K and V stream in while the consumers finish the current one. With two Q buffers the
- * tile's Q goes first (its buffer was released a whole tile ago); with one, Q waits for the
- * previous epilogue, so K_0 is issued before it. */
+/* A key block's place in the stage ring and in the tensors: ring position it (stage it % STAGES),
+ * first key, kv head, batch. */
+typedef struct hopper_block {
+    int it, key0, head_kv, batch;
+} hopper_block;
+
+template <int K, int D, int BN, int STAGES>
+static __device__ __forceinline__ void load_k_block(const hopper_args *a, const hopper_smem *sm, const hopper_block *b)
+{
+    const int s = b->it % STAGES;
+    mbar_wait(sm->k_empty + 8 * s, ((b->it / STAGES) & 1) ^ 1); /* a fresh barrier counts as released */
+    load_rows<K, D, BN>(sm->k_tiles + s * HOPPER_TILE_BYTES(BN, D, K), &a->k, sm->k_full + 8 * s, b->key0,
+                          b->head_kv, b->batch);
+}
+
+template <int K, int D, int BN, int STAGES>
+static __device__ __forceinline__ void load_v_block(const hopper_args *a, const hopper_smem *sm, const hopper_block *b)
+{
+    const int s = b->it % STAGES;
+    mbar_wait(sm->v_empty + 8 * s, ((b->it / STAGES) & 1) ^ 1);
+    load_v<K, D, BN>(sm->v_tiles + s * HOPPER_TILE_BYTES(BN, D, K), &a->v, sm->v_full + 8 * s, b->key0, b->head_kv,
+                       b->batch);
+}
+
+/* Walks the same tiles as the consumers, in the order they consume: a turn issues Q K_{j+1}^T
+ * before P_j V_j, so K runs one block ahead of V (K_0, K_1, V_0, K_2, V_1, ...), on across tiles
+ * (the next tile's K_0 before this tile's last V, as chain_tiles issues them). Loading V_j before
+ * K_{j+1} made K wait behind V_j's stage, which frees only when P_{j-2} V_{j-2} has completed in
+ * every consumer: K then landed late (ncu: the consumers' waits for K took ~6% of their samples).
+ * With two Q buffers the tile's Q goes first (its buffer was released a whole tile ago); with one,
+ * Q waits for the previous epilogue, which needs the previous tile's last V, so Q follows it. */
 template <int K, int D, int NWG, int BN, int STAGES, bool CAUSAL>
 static __device__ __forceinline__ void produce(const hopper_args *a, const hopper_smem *sm)
 {
     constexpr int QB = HOPPER_Q_BUFS(D, K);
+    hopper_block v = {-1, 0, 0, 0}; /* the V still to load after the next K; it < 0: none */
     int it = 0;
     hopper_tile t;
     for (int k = 0; tile_of_round<NWG * HOPPER_WG_ROWS, BN, CAUSAL>(a, k, &t); ++k) {
         if (QB == 2) load_q<K, D, NWG>(a, &t, sm, k);
         for (int j = 0; j < t.n_blocks; ++j, ++it) {
-            const int s = it % STAGES;
-            const uint32_t empty_parity = ((it / STAGES) & 1) ^ 1; /* a fresh barrier counts as released */
-            mbar_wait(sm->k_empty + 8 * s, empty_parity);
-            load_rows<K, D, BN>(sm->k_tiles + s * HOPPER_TILE_BYTES(BN, D, K), &a->k, sm->k_full + 8 * s,
-                                  j * BN, t.head_kv, t.batch);
+            const hopper_block b = {it, j * BN, t.head_kv, t.batch};
+            load_k_block<K, D, BN, STAGES>(a, sm, &b);
+            if (v.it >= 0) load_v_block<K, D, BN, STAGES>(a, sm, &v);
             if (QB == 1 && j == 0) load_q<K, D, NWG>(a, &t, sm, k);
-            mbar_wait(sm->v_empty + 8 * s, empty_parity);
-            load_v<K, D, BN>(sm->v_tiles + s * HOPPER_TILE_BYTES(BN, D, K), &a->v, sm->v_full + 8 * s, j * BN,
-                               t.head_kv, t.batch);
+            v = b;
         }
     }
+    if (v.it >= 0) load_v_block<K, D, BN, STAGES>(a, sm, &v);
 }
 
 #endif

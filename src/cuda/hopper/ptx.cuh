@@ -44,16 +44,22 @@ static __device__ __forceinline__ void mbar_arrive(uint32_t bar)
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
 }
 
-/* Spins until the phase with the given parity has completed. */
+/* Waits until the phase with the given parity has completed. Each try_wait may suspend the thread
+ * for up to HOPPER_WAIT_HINT_NS (it wakes when the phase completes): without the hint the
+ * producer's waits for free stages spun, ~100M try_wait/branch pairs at the seed shape (ncu),
+ * issue slots taken from the consumer warps on the same SM sub-partition. */
+#ifndef HOPPER_WAIT_HINT_NS
+#define HOPPER_WAIT_HINT_NS 10000000
+#endif
 static __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity)
 {
     asm volatile("{\n"
                  ".reg .pred done;\n"
                  "WAIT_%=:\n"
-                 "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+                 "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1, %2;\n"
                  "@!done bra WAIT_%=;\n"
                  "}\n" ::"r"(bar),
-                 "r"(parity)
+                 "r"(parity), "n"(HOPPER_WAIT_HINT_NS)
                  : "memory");
 }
 
