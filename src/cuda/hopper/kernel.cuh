@@ -26,8 +26,10 @@
  * warpgroup's wgmmas run, the others do softmax, so the tensor cores see a steady stream. The turns
  * run on across tiles, so a warpgroup starts its next tile while the others finish this one. The
  * last warpgroup opens warpgroup 0's first turn, and warpgroup 0 takes one extra turn at the end
- * to consume the last warpgroup's final opening. Barriers 1..NWG are the epilogue's. */
+ * to consume the last warpgroup's final opening. Barriers 1..NWG are the epilogue's, and
+ * HOPPER_VOTE_BAR + w warpgroup w's rescale vote. */
 #define HOPPER_TURN_BAR 4
+#define HOPPER_VOTE_BAR 7
 
 static __device__ __forceinline__ void turn_wait(int wg)
 {
@@ -57,15 +59,15 @@ static __device__ __forceinline__ void turn_pass(int to)
  * and the overlap of the two within a warpgroup was lost (docs/perf-notes.md). HOPPER_PV_WAIT_PLAIN
  * builds that form again, for measuring against it. */
 template <int K, int D, int BN>
-static __device__ __forceinline__ void wait_pv_rescale(float *o, uint32_t *p, const float *alpha)
+static __device__ __forceinline__ void wait_pv_rescale(int wg, float *o, uint32_t *p, const float *alpha)
 {
 #ifdef HOPPER_PV_WAIT_PLAIN
     wgmma_wait<0>();
     fence_accum<HOPPER_DT(D) / 2>(o);
     fence_regs<HOPPER_P_REGS(BN, K)>(p);
-    if (rows_moved(alpha)) scale_rows<HOPPER_DT(D)>(o, alpha);
+    if (rows_moved(HOPPER_VOTE_BAR + wg, alpha)) scale_rows<HOPPER_DT(D)>(o, alpha);
 #else
-    if (rows_moved(alpha)) {
+    if (rows_moved(HOPPER_VOTE_BAR + wg, alpha)) {
         wgmma_wait<0>();
         fence_accum<HOPPER_DT(D) / 2>(o);
         fence_regs<HOPPER_P_REGS(BN, K)>(p);
@@ -183,7 +185,7 @@ static __device__ __forceinline__ void middle_blocks(const hopper_args *a, const
         turn_pass((wg + 1) % NWG);
         wgmma_wait<1>();
         scores_done<K, D, BN, STAGES>(c, tid, jt, j, n, slot, first_masked, last, s, m, l, alpha, f);
-        wait_pv_rescale<K, D, BN>(o, p, alpha);
+        wait_pv_rescale<K, D, BN>(wg, o, p, alpha);
         if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * pst);
         probs_to_a<K, BN>(s, p);
     }

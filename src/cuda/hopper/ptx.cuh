@@ -125,6 +125,25 @@ static __device__ __forceinline__ void named_bar_arrive(uint32_t id, uint32_t th
     asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 
+/* Whether c holds for any of the `threads` threads meeting at barrier id (barrier.red.or): the same
+ * answer for all of them, where a warp vote would differ between the warps of a warpgroup. */
+static __device__ __forceinline__ bool named_bar_any(uint32_t id, uint32_t threads, bool c)
+{
+    uint32_t r;
+    asm volatile("{\n"
+                 ".reg .pred p, q;\n"
+                 "setp.ne.u32 p, %1, 0;\n"
+                 "barrier.cta.red.or.pred q, %2, %3, p;\n"
+                 "selp.u32 %0, 1, 0, q;\n"
+                 "}\n"
+                 : "=r"(r)
+                 : "r"((uint32_t)c), "r"(id), "r"(threads)
+                 : "memory");
+    /* the same value in every lane, but ptxas cannot know that: the vote tells it, so a branch on
+     * the result stays warp-uniform (no reconvergence points, descriptors in uniform registers) */
+    return __any_sync(0xffffffffu, r != 0);
+}
+
 /* ---- register reallocation between warpgroups ---- */
 
 template <int N> static __device__ __forceinline__ void regs_increase(void)

@@ -80,11 +80,14 @@ static __device__ __forceinline__ void online_softmax(float *s, float *m, float 
     }
 }
 
-/* After a few key blocks a row's max rarely moves, so most warps find all 16 of their rows' alpha
- * at exactly 1 and skip the D/2 multiplies (the result is bit-identical). */
-static __device__ __forceinline__ bool rows_moved(const float *alpha)
+/* After a few key blocks a row's max rarely moves, so most often all 64 rows of a warpgroup find
+ * their alpha at exactly 1 and skip the D/2 multiplies (the result is bit-identical). The vote
+ * spans the warpgroup (its barrier bar), so that the branches it picks between are warpgroup-
+ * uniform: kernel.cuh waits for a wgmma inside them, which every warp of the warpgroup must do
+ * at the same instruction (compute-sanitizer's synccheck flags a per-warp vote there). */
+static __device__ __forceinline__ bool rows_moved(uint32_t bar, const float *alpha)
 {
-    return __any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f);
+    return named_bar_any(bar, 128, alpha[0] != 1.0f || alpha[1] != 1.0f);
 }
 
 template <int D> static __device__ __forceinline__ void scale_rows(float *o, const float *alpha)
