@@ -694,6 +694,9 @@ int main(int argc, char **argv)
             make(1, 15708, 15708, 32, 32, 128, FATTN_DTYPE_BF16, 0, L_BSHD, 1),
             make(1, 15708, 15708, 8, 8, 128, FATTN_DTYPE_F16, 0, L_BHSD, 0),
             make(1, 8192, 8192, 32, 8, 128, FATTN_DTYPE_BF16, 1, L_BSHD, 1),
+            /* causal K and V of 8 MB per kv head: the Hopper kernel's tiles go in several L2
+             * sections of whole GQA groups (scheduler.cuh) */
+            make(1, 16384, 16384, 32, 8, 128, FATTN_DTYPE_BF16, 1, L_BSHD, 1),
             make(2, 4096, 4096, 8, 8, 256, FATTN_DTYPE_BF16, 0, L_BSHD, 0),
             make(2, 4096, 4096, 16, 16, 64, FATTN_DTYPE_F16, 1, L_BHSD, 1),
             make(1, 3000, 5000, 8, 8, 96, FATTN_DTYPE_BF16, 1, L_BHSD, 0),

@@ -25,6 +25,7 @@ typedef struct hopper_args {
     int group; /* heads_q / heads_kv */
     int m_blocks;
     int tiles; /* m_blocks * heads_q * batch */
+    int section;  /* causal: (batch, head) pairs per L2 section (scheduler.cuh), a multiple of group */
     float scale_log2; /* softmax scale * log2(e), so exp(x * scale) = exp2(x * scale_log2) */
 } hopper_args;
 

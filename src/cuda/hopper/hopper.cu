@@ -365,6 +365,17 @@ extern "C" size_t fattn_hopper_workspace_size(const fattn_params *p)
     return (size_t)staging(p).bytes;
 }
 
+/* Causal tiles go through the L2 in sections (scheduler.cuh): as many (batch, head) pairs, in whole
+ * GQA groups, as have their K and V (kv_head_bytes each kv head, as the kernel reads them) in three
+ * quarters of the L2 together; FA4's causal scheduler sizes its sections the same way. */
+static int l2_section(const fattn_params *p, int64_t kv_head_bytes, int l2_bytes)
+{
+    const int64_t group = p->heads_q / p->heads_kv, pairs_all = p->heads_q * p->batch;
+    int64_t kv_heads = (int64_t)l2_bytes / 4 * 3 / (kv_head_bytes > 0 ? kv_head_bytes : 1);
+    if (kv_heads < 1) kv_heads = 1;
+    return (int)(kv_heads * group < pairs_all ? kv_heads * group : pairs_all);
+}
+
 extern "C" fattn_status fattn_hopper_forward(const fattn_params *p, void *workspace, cudaStream_t stream)
 {
     fattn_status st = fattn_hopper_supported(p);
@@ -385,15 +396,18 @@ extern "C" fattn_status fattn_hopper_forward(const fattn_params *p, void *worksp
     fp8_layout l = {};
     const stage_layout sl = staging(p);
     uint8_t *ws = (uint8_t *)workspace;
+    int64_t kv_head_bytes = 2 * p->seqlen_kv * p->head_dim * 2; /* K and V of one kv head */
     if (p->mode == FATTN_MODE_FP8) {
         l = fattn_fp8_layout(p);
         if ((st = encode_copies(encode, &args, p, ws + l.q8, ws + l.k8, ws + l.vt8, l.dim, l.keys_pad, bn, 1)))
             return st;
         args.q_factor = (const float *)(ws + l.q_factor);
         args.v_factor = (const float *)(ws + l.v_factor);
+        kv_head_bytes = 2 * (int64_t)l.keys_pad * l.dim;
     } else if (sl.bytes > 0) {
         if ((st = encode_copies(encode, &args, p, ws + sl.q, ws + sl.k, ws + sl.vt, sl.dim, sl.keys_pad, bn, 4)))
             return st;
+        kv_head_bytes = 2 * (int64_t)sl.keys_pad * sl.dim * 4;
     } else if ((st = encode_map(encode, &args.q, p, "q", io_map(p, &p->q, p->seqlen_q, p->heads_q, HOPPER_WG_ROWS))) ||
                (st = encode_map(encode, &args.k, p, "k", io_map(p, &p->k, p->seqlen_kv, p->heads_kv, bn))) ||
                (st = encode_map(encode, &args.v, p, "v", io_map(p, &p->v, p->seqlen_kv, p->heads_kv, bn))))
@@ -409,9 +423,11 @@ extern "C" fattn_status fattn_hopper_forward(const fattn_params *p, void *worksp
     args.scale_log2 = fattn_effective_scale(p) * 1.4426950408889634f;
     args.tiles = args.m_blocks * (int)(p->heads_q * p->batch);
     /* persistent: one CTA per multiprocessor, each walking tiles blockIdx.x, + gridDim.x, ... */
-    int dev = 0, sms = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-        return fattn_fail(FATTN_ERR_CUDA, "Hopper kernel: could not read the multiprocessor count");
+    int dev = 0, sms = 0, l2 = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev) != cudaSuccess)
+        return fattn_fail(FATTN_ERR_CUDA, "Hopper kernel: could not read the multiprocessor count and L2 size");
+    args.section = l2_section(p, kv_head_bytes, l2);
     const int grid = args.tiles < sms ? args.tiles : sms;
     if (grid == 0) return FATTN_OK; /* no query rows: nothing to write */
     /* The pre-passes go last, so a call refused above has enqueued nothing. */

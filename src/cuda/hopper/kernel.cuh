@@ -41,9 +41,9 @@ static __device__ __forceinline__ void turn_pass(int to)
     named_bar_arrive(HOPPER_TURN_BAR + to, 256);
 }
 
-/* The consumer's state between key blocks: O accumulator, running max and sum, the rescale factors
- * still owed to O, the scores S (or the probabilities P, packed for P V), and the tile's factors f:
- * f[0] turns raw scores into base-2 logits, f[1] multiplies O in the epilogue. */
+/* The consumer's state between key blocks: O accumulator, running max and sum, the latest
+ * softmax's rescale factors for O, the scores S (or the probabilities P, packed for P V), and the
+ * tile's factors f: f[0] turns raw scores into base-2 logits, f[1] multiplies O in the epilogue. */
 #define CONSUMER_STATE float *o, float *m, float *l, float *alpha, float *s, uint32_t *p, float *f
 #define CONSUMER_STATE_ARGS o, m, l, alpha, s, p, f
 
