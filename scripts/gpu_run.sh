@@ -20,7 +20,7 @@
 #   BENCH_ARGS="--only seed"  extra arguments of bench/gpu_bench.py
 #   BENCH_PATHS="portable auto"
 #   TEST_TIMEOUT=300 SAN_TIMEOUT=150   seconds per test run / per sanitizer tool (rc 124 = cut off)
-#   VARIANTS="plain=-DHOPPER_PV_WAIT_PLAIN bn112=-DCFG192_BN=112"   libfattn builds with
+#   VARIANTS="bn112=-DCFG192_BN=112 d64w2=-DCFG64_NWG=2"   libfattn builds with
 #                             other compile-time knobs (name=flags, flags without spaces; commas in
 #                             flags become spaces), built in build-var-NAME while the tests run and
 #                             timed beside fattn in the same benchmark (gpu_bench.py --variant)

@@ -56,17 +56,10 @@ static __device__ __forceinline__ void turn_pass(int to)
  * the rescale vote, which needs the softmax's row maxima: with the wait in one basic block with the
  * softmax, ptxas scheduled it right after the softmax's first instruction (WARPGROUP.DEPBAR after
  * the first FMNMX in the SASS), so the softmax of S_j ran only once P_{j-1} V_{j-1} had completed
- * and the overlap of the two within a warpgroup was lost (docs/perf-notes.md). HOPPER_PV_WAIT_PLAIN
- * builds that form again, for measuring against it. */
+ * and the overlap of the two within a warpgroup was lost (docs/perf-notes.md, v8). */
 template <int K, int D, int BN>
 static __device__ __forceinline__ void wait_pv_rescale(int wg, float *o, uint32_t *p, const float *alpha)
 {
-#ifdef HOPPER_PV_WAIT_PLAIN
-    wgmma_wait<0>();
-    fence_accum<HOPPER_DT(D) / 2>(o);
-    fence_regs<HOPPER_P_REGS(BN, K)>(p);
-    if (rows_moved(HOPPER_VOTE_BAR + wg, alpha)) scale_rows<HOPPER_DT(D)>(o, alpha);
-#else
     if (rows_moved(HOPPER_VOTE_BAR + wg, alpha)) {
         wgmma_wait<0>();
         fence_accum<HOPPER_DT(D) / 2>(o);
@@ -77,7 +70,6 @@ static __device__ __forceinline__ void wait_pv_rescale(int wg, float *o, uint32_
         fence_accum<HOPPER_DT(D) / 2>(o);
         fence_regs<HOPPER_P_REGS(BN, K)>(p);
     }
-#endif
 }
 
 /* Q of the CTA's tile k, for warpgroup wg. */
