@@ -58,6 +58,11 @@
 #ifndef CFGF8_STAGES
 #define CFGF8_STAGES 2
 #endif
+/* The d128 FP8 kernel uses about 130 of 227 KB of shared memory, so it can take 3 or 4 stages (d256's
+ * cannot): its own knob for that sweep. */
+#ifndef CFGF8_128_STAGES
+#define CFGF8_128_STAGES CFGF8_STAGES
+#endif
 
 /* fp32 I/O (tf32 copies, hopper/stage.cu): 4-byte tiles take twice the shared memory of bf16's,
  * so d128 streams 64-key blocks; d64 keeps 128. d128 takes three consumers: 225 of 227 KB, and
@@ -346,7 +351,7 @@ static fattn_status launch_dim(const fattn_params *p, const hopper_args *args, i
     if (p->mode == FATTN_MODE_FP8) {
         constexpr int K8 = K == HK_BF16 ? HK_E4M3_BF16 : HK_E4M3_F16;
         if (FP8_STORED_DIM(p->head_dim) == 128)
-            return launch<K8, 128, CFGF8_NWG, CFGF8_BN, CFGF8_STAGES, CAUSAL>(args, grid, stream);
+            return launch<K8, 128, CFGF8_NWG, CFGF8_BN, CFGF8_128_STAGES, CAUSAL>(args, grid, stream);
         return launch<K8, 256, CFGF8_NWG, CFGF8_BN, CFGF8_STAGES, CAUSAL>(args, grid, stream);
     }
     return launch_native<K, CAUSAL, NATIVE_CFGS>(native_config(p), args, grid, stream);
