@@ -4,11 +4,14 @@
  * k*G + c in (batch, head)-major order: CTAs that run together share a head's K and V in L2.
  * Causal tiles differ in length (query block m sees m+1 key blocks), so tiles are ordered
  * longest first, and odd rounds are dealt in reverse (CTA G-1 first): a CTA that drew a long tile
- * in one round draws a short one in the next, which keeps the CTAs' totals level. Longest first
- * over all heads at once would have the CTAs running together read every head's K and V (16k
- * tokens, 16 heads of 128: 128 MB, the L2 holds 50; ncu: 79% L2 hits against FA4's 95%), so the
- * (batch, head) pairs go in sections of a->section, whose K and V fit in L2 together (the host
- * sizes them), longest first within each section, one section after the other. */
+ * in one round draws a short one in the next. Longest first over all heads at once would have the
+ * CTAs running together read every head's K and V (16k tokens, 16 heads of 128: 128 MB, the L2
+ * holds 50; ncu: 79% L2 hits against FA4's 95%), so the (batch, head) pairs go in sections of
+ * a->section, whose K and V fit in L2 together (the host sizes them), longest first within each
+ * section, one section after the other. The price: where a round straddles two sections some CTAs
+ * draw two long tiles running, so the totals are no longer level (a host simulation: the busiest
+ * CTA at 1.30x the mean at 16k, 1.15x at 4k; docs/perf-notes.md v10, where a dynamic assignment
+ * is the next step). */
 #ifndef FATTN_HOPPER_SCHEDULER_CUH
 #define FATTN_HOPPER_SCHEDULER_CUH
 

@@ -50,7 +50,8 @@ static __device__ __forceinline__ float quad_sum(float x)
 
 /* Updates the running max m[2] and partial sums l[2] with block s, turns s into probabilities
  * (times 2^HOPPER_P_LOG2) in place, and returns the factors alpha[2] by which the O accumulator
- * rows must be rescaled: exactly 1 where the row's max did not move, so the rescale can be skipped (rows_moved). */
+ * rows must be rescaled: exactly 1 where the row's max did not move, so that rows_moved can skip
+ * the rescale. */
 template <int BN, bool F8>
 static __device__ __forceinline__ void online_softmax(float *s, float *m, float *l, float *alpha,
                                                       float scale_log2)
