@@ -26,6 +26,7 @@ typedef struct hopper_args {
     int m_blocks;
     int tiles; /* m_blocks * heads_q * batch */
     int section;  /* causal: (batch, head) pairs per L2 section (scheduler.cuh), a multiple of group */
+    int *tile_counter; /* causal: tiles claimed so far beyond the CTAs' first, 0 at launch (workspace) */
     float scale_log2; /* softmax scale * log2(e), so exp(x * scale) = exp2(x * scale_log2) */
 } hopper_args;
 
@@ -72,7 +73,8 @@ typedef struct hopper_args {
 
 /* Offsets from the 1024-byte-aligned base: Q (HOPPER_Q_BUFS tiles per consumer, buffer-major), K
  * stages, V stages, O (one tile per consumer, when separate), then the mbarriers: q_full[B][NWG],
- * q_empty[B][NWG], k_full[S], k_empty[S], v_full[S], v_empty[S]. */
+ * q_empty[B][NWG], k_full[S], k_empty[S], v_full[S], v_empty[S], tile_full[2], tile_empty[2], and
+ * the two tile numbers they guard (scheduler.cuh). */
 #define HOPPER_Q_OFF 0
 #define HOPPER_K_OFF(D, NWG, K) (HOPPER_Q_OFF + HOPPER_Q_BUFS(D, K) * (NWG) * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D, K))
 #define HOPPER_V_OFF(D, NWG, BN, S, K) (HOPPER_K_OFF(D, NWG, K) + (S) * HOPPER_TILE_BYTES(BN, D, K))
@@ -81,14 +83,13 @@ typedef struct hopper_args {
     (HOPPER_O_OFF(D, NWG, BN, S, K) + (HOPPER_O_SEPARATE(D, K) ? (NWG) * HOPPER_O_TILE_BYTES(D, K) : 0))
 /* The extra 1024 lets the kernel align the dynamic shared-memory base for the swizzle. */
 #define HOPPER_SMEM_BYTES(D, NWG, BN, S, K)                                                           \
-    (HOPPER_BAR_OFF(D, NWG, BN, S, K) + 8 * (2 * HOPPER_Q_BUFS(D, K) * (NWG) + 4 * (S)) + 1024)
+    (HOPPER_BAR_OFF(D, NWG, BN, S, K) + 8 * (2 * HOPPER_Q_BUFS(D, K) * (NWG) + 4 * (S) + 4) + 2 * 4 + 1024)
 
 /* The layout above as shared-memory addresses, for the producer, the consumers and the barriers'
  * initialisation alike. Each mbarrier takes 8 bytes; q_full/q_empty slot b * NWG + w belongs to Q
  * buffer b of consumer w. */
 typedef struct hopper_smem {
-    uint32_t base; /* the aligned base, HOPPER_Q_OFF and the others are relative to it */
-    uint32_t q_full, q_empty, k_full, k_empty, v_full, v_empty;
+    uint32_t q_full, q_empty, k_full, k_empty, v_full, v_empty, tile_full, tile_empty, tile_numbers;
     uint32_t q_tiles, k_tiles, v_tiles, o_tiles; /* o_tiles: the Q tiles when O has none of its own */
 } hopper_smem;
 
@@ -96,13 +97,15 @@ template <int K, int D, int NWG, int BN, int STAGES>
 static __device__ __forceinline__ hopper_smem hopper_smem_map(uint32_t base)
 {
     hopper_smem m;
-    m.base = base;
     m.q_full = base + HOPPER_BAR_OFF(D, NWG, BN, STAGES, K);
     m.q_empty = m.q_full + 8 * HOPPER_Q_BUFS(D, K) * NWG;
     m.k_full = m.q_empty + 8 * HOPPER_Q_BUFS(D, K) * NWG;
     m.k_empty = m.k_full + 8 * STAGES;
     m.v_full = m.k_empty + 8 * STAGES;
     m.v_empty = m.v_full + 8 * STAGES;
+    m.tile_full = m.v_empty + 8 * STAGES;
+    m.tile_empty = m.tile_full + 8 * 2;
+    m.tile_numbers = m.tile_empty + 8 * 2;
     m.q_tiles = base + HOPPER_Q_OFF;
     m.k_tiles = base + HOPPER_K_OFF(D, NWG, K);
     m.v_tiles = base + HOPPER_V_OFF(D, NWG, BN, STAGES, K);

@@ -28,7 +28,7 @@ template <int ELEM> static __device__ __forceinline__ uint32_t swizzled_offset(i
 template <int K, int D, bool SEPARATE>
 static __device__ __forceinline__ void write_output(const hopper_args *a, const hopper_tile *t, int wg, int tid,
                                                     float *o, const float *m, float *l, const float *f,
-                                                    uint8_t *o_tile, uint32_t o_tile_addr, uint32_t q_empty)
+                                                    uint32_t o_tile, uint32_t q_empty)
 {
     const int lane = tid % 32, r0 = 16 * (tid / 32) + lane / 4;
     float inv[2];
@@ -47,9 +47,9 @@ static __device__ __forceinline__ void write_output(const hopper_args *a, const 
         for (int h = 0; h < 2; ++h) {
             int row = r0 + 8 * h, col = 8 * g + 2 * (lane % 4);
             const float lo = o[4 * g + 2 * h] * inv[h], hi = o[4 * g + 2 * h + 1] * inv[h];
-            uint8_t *dst = o_tile + swizzled_offset<HOPPER_OUT_BYTES(K)>(row, col);
-            if constexpr (HOPPER_OUT_BYTES(K) == 4) *(float2 *)dst = make_float2(lo, hi);
-            else *(uint32_t *)dst = pack2<HK_BF16_OUT(K)>(lo, hi);
+            const uint32_t dst = o_tile + swizzled_offset<HOPPER_OUT_BYTES(K)>(row, col);
+            if constexpr (HOPPER_OUT_BYTES(K) == 4) st_shared_f32x2(dst, lo, hi);
+            else st_shared_u32(dst, pack2<HK_BF16_OUT(K)>(lo, hi));
         }
     fence_proxy_async_smem();
     named_bar_sync(1 + wg, 128);
@@ -57,7 +57,7 @@ static __device__ __forceinline__ void write_output(const hopper_args *a, const 
     if (tid == 0) {
 #pragma unroll
         for (int c = 0; c < HOPPER_DT(D) * HOPPER_OUT_BYTES(K) / HOPPER_ROW_BYTES; ++c)
-            tma_store_4d(&a->o, o_tile_addr + c * HOPPER_WG_ROWS * HOPPER_ROW_BYTES,
+            tma_store_4d(&a->o, o_tile + c * HOPPER_WG_ROWS * HOPPER_ROW_BYTES,
                          c * (HOPPER_ROW_BYTES / HOPPER_OUT_BYTES(K)), row0, t->head, t->batch);
         tma_store_commit();
     }

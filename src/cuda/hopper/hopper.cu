@@ -318,7 +318,8 @@ static fattn_status encode_copies(PFN_cuTensorMapEncodeTiled_v12000 encode, hopp
 template <int K, int D, int NWG, int BN, int STAGES, bool CAUSAL>
 static fattn_status launch(const hopper_args *args, int grid, cudaStream_t stream)
 {
-    const int smem = HOPPER_SMEM_BYTES(D, NWG, BN, STAGES, K);
+    constexpr int smem = HOPPER_SMEM_BYTES(D, NWG, BN, STAGES, K);
+    static_assert(smem <= 227 * 1024, "the tiles exceed the 227 KB of shared memory a CTA may have");
     void (*kernel)(hopper_args) = hopper_fwd_kernel<K, D, NWG, BN, STAGES, CAUSAL>;
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e == cudaSuccess) {
@@ -364,10 +365,16 @@ static fattn_status launch_tf32(const fattn_params *p, const hopper_args *args, 
     return launch_native<HK_TF32, CAUSAL, TF32_CFGS>(native_config(p), args, grid, stream);
 }
 
+/* Where the causal tile counter (scheduler.cuh) sits: past the pre-pass's copies, 256-byte aligned. */
+static size_t counter_offset(const fattn_params *p)
+{
+    const size_t copies = p->mode == FATTN_MODE_FP8 ? (size_t)fattn_fp8_layout(p).bytes : (size_t)staging(p).bytes;
+    return (copies + 255) / 256 * 256;
+}
+
 extern "C" size_t fattn_hopper_workspace_size(const fattn_params *p)
 {
-    if (p->mode == FATTN_MODE_FP8) return (size_t)fattn_fp8_layout(p).bytes;
-    return (size_t)staging(p).bytes;
+    return counter_offset(p) + (p->causal ? 256 : 0);
 }
 
 /* Causal tiles go through the L2 in sections (scheduler.cuh): as many (batch, head) pairs, in whole
@@ -398,6 +405,7 @@ extern "C" fattn_status fattn_hopper_forward(const fattn_params *p, void *worksp
     const int m_rows = rows_per_cta(p), bn = key_block(p);
     hopper_args args;
     args.q_factor = args.v_factor = NULL;
+    args.tile_counter = NULL;
     fp8_layout l = {};
     const stage_layout sl = staging(p);
     uint8_t *ws = (uint8_t *)workspace;
@@ -438,6 +446,12 @@ extern "C" fattn_status fattn_hopper_forward(const fattn_params *p, void *worksp
     /* The pre-passes go last, so a call refused above has enqueued nothing. */
     if (p->mode == FATTN_MODE_FP8 && (st = fattn_fp8_quantise(p, &l, workspace, stream)) != FATTN_OK) return st;
     if (sl.bytes > 0 && (st = fattn_stage(p, &sl, workspace, stream)) != FATTN_OK) return st;
+    if (p->causal) {
+        args.tile_counter = (int *)(ws + counter_offset(p));
+        const cudaError_t e = cudaMemsetAsync(args.tile_counter, 0, sizeof(int), stream);
+        if (e != cudaSuccess)
+            return fattn_fail(FATTN_ERR_CUDA, "Hopper kernel: clearing the tile counter failed: %s", cudaGetErrorString(e));
+    }
 
     if (p->dtype == FATTN_DTYPE_F32)
         return p->causal ? launch_tf32<true>(p, &args, grid, stream) : launch_tf32<false>(p, &args, grid, stream);

@@ -20,7 +20,8 @@ fattn_status fattn_hopper_serves(const fattn_params *p);
  * else FATTN_ERR_UNSUPPORTED with a message saying why (dtype, head dim, alignment, architecture). */
 fattn_status fattn_hopper_supported(const fattn_params *p);
 
-/* Device workspace the Hopper forward needs (FP8 mode's e4m3 copies and factors; 0 in native mode). */
+/* Device workspace the Hopper forward needs: FP8 mode's e4m3 copies and factors, fp32's tf32 copies,
+ * and a causal call's tile counter; 0 for a non-causal bf16/fp16 call. */
 size_t fattn_hopper_workspace_size(const fattn_params *p);
 
 /* Enqueues the Hopper forward on stream, with a 256-byte aligned workspace of at least

@@ -186,7 +186,7 @@ static __device__ __forceinline__ void middle_blocks(const hopper_args *a, const
 /* The tile's last P V, issued outside the turns (nothing is left to pair it with), then the
  * epilogue. */
 template <int K, int D, int NWG, int BN, int STAGES>
-static __device__ __forceinline__ void finish_tile(const hopper_args *a, const hopper_smem *c, uint8_t *smem,
+static __device__ __forceinline__ void finish_tile(const hopper_args *a, const hopper_smem *c,
                                                    const hopper_tile *t, int k, int it, int wg, int tid,
                                                    CONSUMER_STATE)
 {
@@ -198,7 +198,7 @@ static __device__ __forceinline__ void finish_tile(const hopper_args *a, const h
     fence_regs<HOPPER_P_REGS(BN, K)>(p);
     if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * lst);
     const uint32_t o_tile = c->o_tiles + wg * HOPPER_O_TILE_BYTES(D, K);
-    write_output<K, D, HOPPER_O_SEPARATE(D, K)>(a, t, wg, tid, o, m, l, f, smem + (o_tile - c->base), o_tile,
+    write_output<K, D, HOPPER_O_SEPARATE(D, K)>(a, t, wg, tid, o, m, l, f, o_tile,
                                                 c->q_empty + 8 * q_slot<K, D, NWG>(k, wg));
 }
 
@@ -206,7 +206,7 @@ static __device__ __forceinline__ void finish_tile(const hopper_args *a, const h
  * of its own); the epilogue then runs while S_0 is on the tensor cores, so after the CTA's first
  * tile no turn issues a product alone. */
 template <int K, int D, int NWG, int BN, int STAGES, bool CAUSAL>
-static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const hopper_smem *c, uint8_t *smem,
+static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const hopper_smem *c,
                                                    const hopper_tile *t, const hopper_tile *next, int k, int it,
                                                    int wg, int tid, CONSUMER_STATE)
 {
@@ -226,7 +226,7 @@ static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const h
     fence_regs<HOPPER_P_REGS(BN, K)>(p);
     if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * lst);
     const uint32_t o_tile = c->o_tiles + wg * HOPPER_O_TILE_BYTES(D, K);
-    write_output<K, D, true>(a, t, wg, tid, o, m, l, f, smem + (o_tile - c->base), o_tile,
+    write_output<K, D, true>(a, t, wg, tid, o, m, l, f, o_tile,
                                 c->q_empty + 8 * q_slot<K, D, NWG>(k, wg));
     reset_rows<K, D>(a, next, wg, o, m, l, f);
     const int first_masked = tile_limits<BN, CAUSAL>(a, next, wg, tid, last);
@@ -241,32 +241,33 @@ static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const h
  * ptxas cannot prove warp-uniform (v6's first form, with such branches, built every descriptor in
  * vector registers and ran 5-15% slower). */
 template <int K, int D, int NWG, int BN, int STAGES, bool CAUSAL>
-static __device__ __forceinline__ void consume(const hopper_args *a, int wg, int tid, uint8_t *smem,
-                                               const hopper_smem *c)
+static __device__ __forceinline__ void consume(const hopper_args *a, int wg, int tid, const hopper_smem *c)
 {
     constexpr int QB = HOPPER_Q_BUFS(D, K);
     float o[HOPPER_DT(D) / 2], m[2], l[2], alpha[2], s[BN / 2], f[2];
     uint32_t p[HOPPER_P_REGS(BN, K)];
     hopper_tile t, next;
+    int number = blockIdx.x;
     if (wg == NWG - 1) turn_pass(0); /* warpgroup 0 issues first */
-    if (tile_of_round<NWG * HOPPER_WG_ROWS, BN, CAUSAL>(a, 0, &t)) {
+    if (tile_of_number<NWG * HOPPER_WG_ROWS, BN, CAUSAL>(a, number, &t)) {
         int it = 0, k = 0; /* stage-ring position of the tile's key block 0; the tile's round */
         start_tile<K, D, NWG, BN, STAGES, CAUSAL>(a, c, &t, 0, it, wg, tid, CONSUMER_STATE_ARGS);
         for (;; ++k) {
             middle_blocks<K, D, NWG, BN, STAGES, CAUSAL>(a, c, &t, k, it, wg, tid, CONSUMER_STATE_ARGS);
-            if (!tile_of_round<NWG * HOPPER_WG_ROWS, BN, CAUSAL>(a, k + 1, &next)) break;
+            number = consumer_next_tile<CAUSAL>(c, k, number);
+            if (!tile_of_number<NWG * HOPPER_WG_ROWS, BN, CAUSAL>(a, number, &next)) break;
             if constexpr (QB == 2) {
-                chain_tiles<K, D, NWG, BN, STAGES, CAUSAL>(a, c, smem, &t, &next, k, it, wg, tid,
+                chain_tiles<K, D, NWG, BN, STAGES, CAUSAL>(a, c, &t, &next, k, it, wg, tid,
                                                               CONSUMER_STATE_ARGS);
             } else {
-                finish_tile<K, D, NWG, BN, STAGES>(a, c, smem, &t, k, it, wg, tid, CONSUMER_STATE_ARGS);
+                finish_tile<K, D, NWG, BN, STAGES>(a, c, &t, k, it, wg, tid, CONSUMER_STATE_ARGS);
                 start_tile<K, D, NWG, BN, STAGES, CAUSAL>(a, c, &next, k + 1, it + t.n_blocks, wg, tid,
                                                              CONSUMER_STATE_ARGS);
             }
             it += t.n_blocks;
             t = next;
         }
-        finish_tile<K, D, NWG, BN, STAGES>(a, c, smem, &t, k, it, wg, tid, CONSUMER_STATE_ARGS);
+        finish_tile<K, D, NWG, BN, STAGES>(a, c, &t, k, it, wg, tid, CONSUMER_STATE_ARGS);
     }
     if (wg == 0) turn_wait(0);
     if (tid == 0) tma_store_wait_all();
@@ -295,6 +296,10 @@ __global__ void __launch_bounds__((NWG + 1) * 128, 1) hopper_fwd_kernel(const __
             mbar_init(sm.v_full + 8 * s, 1);
             mbar_init(sm.v_empty + 8 * s, 4 * NWG);
         }
+        for (int r = 0; r < 2; ++r) {
+            mbar_init(sm.tile_full + 8 * r, 1);
+            mbar_init(sm.tile_empty + 8 * r, 4 * NWG);
+        }
         mbar_fence_init();
     }
     __syncthreads();
@@ -309,7 +314,7 @@ __global__ void __launch_bounds__((NWG + 1) * 128, 1) hopper_fwd_kernel(const __
         }
     } else {
         regs_increase<HOPPER_CONSUMER_REGS(NWG)>();
-        consume<K, D, NWG, BN, STAGES, CAUSAL>(&args, wg - 1, tid, smem, &sm);
+        consume<K, D, NWG, BN, STAGES, CAUSAL>(&args, wg - 1, tid, &sm);
     }
 #endif
 }

@@ -81,9 +81,10 @@ static __device__ __forceinline__ void load_v_block(const hopper_args *a, const 
                        b->batch);
 }
 
-/* Walks the same tiles as the consumers, in the order they consume: a turn issues Q K_{j+1}^T
- * before P_j V_j, so K runs one block ahead of V (K_0, K_1, V_0, K_2, V_1, ...), on across tiles
- * (the next tile's K_0 before this tile's last V, as chain_tiles issues them). Loading V_j before
+/* Walks the same tiles as the consumers (choosing them when causal: scheduler.cuh), in the order
+ * they consume: a turn issues Q K_{j+1}^T before P_j V_j, so K runs one block ahead of V (K_0, K_1,
+ * V_0, K_2, V_1, ...), on across tiles (the next tile's K_0 before this tile's last V, as
+ * chain_tiles issues them). Loading V_j before
  * K_{j+1} made K wait behind V_j's stage, which frees only when P_{j-2} V_{j-2} has completed in
  * every consumer: K then landed late (ncu: the consumers' waits for K took ~6% of their samples).
  * With two Q buffers the tile's Q goes first (its buffer was released a whole tile ago); with one,
@@ -93,17 +94,21 @@ static __device__ __forceinline__ void produce(const hopper_args *a, const hoppe
 {
     constexpr int QB = HOPPER_Q_BUFS(D, K);
     hopper_block v = {-1, 0, 0, 0}; /* the V still to load after the next K; it < 0: none */
-    int it = 0;
+    int it = 0, number = blockIdx.x;
     hopper_tile t;
-    for (int k = 0; tile_of_round<NWG * HOPPER_WG_ROWS, BN, CAUSAL>(a, k, &t); ++k) {
+    for (int k = 0; tile_of_number<NWG * HOPPER_WG_ROWS, BN, CAUSAL>(a, number, &t); ++k) {
+        int next = number + (int)gridDim.x;
         if (QB == 2) load_q<K, D, NWG>(a, &t, sm, k);
         for (int j = 0; j < t.n_blocks; ++j, ++it) {
+            if (CAUSAL && j == max(0, t.n_blocks - HOPPER_CLAIM_AHEAD)) next = claim_tile(a);
             const hopper_block b = {it, j * BN, t.head_kv, t.batch};
             load_k_block<K, D, BN, STAGES>(a, sm, &b);
             if (v.it >= 0) load_v_block<K, D, BN, STAGES>(a, sm, &v);
             if (QB == 1 && j == 0) load_q<K, D, NWG>(a, &t, sm, k);
             v = b;
         }
+        if (CAUSAL) publish_tile(sm, k, next);
+        number = next;
     }
     if (v.it >= 0) load_v_block<K, D, BN, STAGES>(a, sm, &v);
 }

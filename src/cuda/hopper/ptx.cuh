@@ -107,6 +107,28 @@ static __device__ __forceinline__ void tma_prefetch_map(const CUtensorMap *map)
     asm volatile("prefetch.tensormap [%0];" ::"l"(map) : "memory");
 }
 
+/* ---- shared memory by address ---- */
+
+/* Stores through a 32-bit shared-window address: a generic pointer into the tile made ptxas hoist
+ * one 64-bit address per store of the epilogue above the main loop, live through it, which is what
+ * spilled the three-consumer kernels at a 64-register O (docs/perf-notes.md, compile facts). */
+static __device__ __forceinline__ void st_shared_u32(uint32_t addr, uint32_t v)
+{
+    asm volatile("st.shared.u32 [%0], %1;" ::"r"(addr), "r"(v) : "memory");
+}
+
+static __device__ __forceinline__ uint32_t ld_shared_u32(uint32_t addr)
+{
+    uint32_t v;
+    asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(addr) : "memory");
+    return v;
+}
+
+static __device__ __forceinline__ void st_shared_f32x2(uint32_t addr, float lo, float hi)
+{
+    asm volatile("st.shared.v2.f32 [%0], {%1, %2};" ::"r"(addr), "f"(lo), "f"(hi) : "memory");
+}
+
 /* Orders this thread's ordinary shared-memory writes before later async-proxy (TMA) reads. */
 static __device__ __forceinline__ void fence_proxy_async_smem(void)
 {

@@ -1,21 +1,22 @@
 /* Which tiles a persistent CTA computes, and which key blocks each visits.
  *
- * CTA c of G takes one tile per round. Non-causal tiles are all alike, so round k gives CTA c tile
- * k*G + c in (batch, head)-major order: CTAs that run together share a head's K and V in L2.
- * Causal tiles differ in length (query block m sees m+1 key blocks), so tiles are ordered
- * longest first, and odd rounds are dealt in reverse (CTA G-1 first): a CTA that drew a long tile
- * in one round draws a short one in the next. Longest first over all heads at once would have the
- * CTAs running together read every head's K and V (16k tokens, 16 heads of 128: 128 MB, the L2
- * holds 50; ncu: 79% L2 hits against FA4's 95%), so the (batch, head) pairs go in sections of
+ * Tiles are numbered; CTA c of G starts with tile c. Non-causal tiles are all alike, so the CTA's
+ * next tile is simply G on from its last, in (batch, head)-major order: CTAs that run together
+ * share a head's K and V in L2. Causal tiles differ in length (query block m sees m+1 key blocks),
+ * so the numbering runs longest first, and each CTA takes the next unclaimed number from a counter
+ * in the workspace as it nears the end of a tile: the greedy assignment that keeps the CTAs'
+ * totals level whatever the lengths. Longest first over all heads at once would have the CTAs
+ * running together read every head's K and V (16k tokens, 16 heads of 128: 128 MB, the L2 holds
+ * 50; ncu: 79% L2 hits against FA4's 95%), so the (batch, head) pairs go in sections of
  * a->section, whose K and V fit in L2 together (the host sizes them), longest first within each
- * section, one section after the other. The price: where a round straddles two sections some CTAs
- * draw two long tiles running, so the totals are no longer level (a host simulation: the busiest
- * CTA at 1.30x the mean at 16k, 1.15x at 4k; docs/perf-notes.md v10, where a dynamic assignment
- * is the next step). */
+ * section, one section after the other. A static deal of that order (round k gave CTA c tile
+ * k*G + c) left the busiest CTA at 1.30x the mean at 16k, where rounds straddle two sections; the
+ * counter's, 1.002x (a host simulation, docs/perf-notes.md v10). */
 #ifndef FATTN_HOPPER_SCHEDULER_CUH
 #define FATTN_HOPPER_SCHEDULER_CUH
 
 #include "config.cuh"
+#include "ptx.cuh"
 
 typedef struct hopper_tile {
     int m0;       /* first query row of the tile */
@@ -25,23 +26,21 @@ typedef struct hopper_tile {
     int n_blocks; /* key blocks to visit, from block 0; at least 1 */
 } hopper_tile;
 
-/* The CTA's tile of round k, or 0 when it has no more. */
+/* Tile `number` (the CTA's first, G on from its last, or the counter's), or 0 past the last. */
 template <int M, int BN, bool CAUSAL>
-static __device__ __forceinline__ int tile_of_round(const hopper_args *a, int k, hopper_tile *t)
+static __device__ __forceinline__ int tile_of_number(const hopper_args *a, int number, hopper_tile *t)
 {
-    const int g = gridDim.x, c = blockIdx.x;
-    const int linear = k * g + (CAUSAL && (k & 1) ? g - 1 - c : c);
-    if (linear >= a->tiles) return 0;
+    if (number >= a->tiles) return 0;
     const int heads = a->tiles / a->m_blocks; /* batch * heads_q */
     int bh, mb;
     if (CAUSAL) {
-        const int per = a->section * a->m_blocks, sec = linear / per, in = linear % per;
+        const int per = a->section * a->m_blocks, sec = number / per, in = number % per;
         const int pairs = min(a->section, heads - sec * a->section); /* the last section may be short */
         mb = a->m_blocks - 1 - in / pairs;
         bh = sec * a->section + in % pairs;
     } else {
-        bh = linear / a->m_blocks;
-        mb = linear % a->m_blocks;
+        bh = number / a->m_blocks;
+        mb = number % a->m_blocks;
     }
     t->m0 = mb * M;
     t->head = bh % a->heads_q;
@@ -58,6 +57,49 @@ static __device__ __forceinline__ int tile_of_round(const hopper_args *a, int k,
         t->n_blocks = last_key < 0 ? 1 : min(n_total, last_key / BN + 1);
     }
     return 1;
+}
+
+/* The producer's claim on the CTA's next causal tile. The counter starts at 0 for every call (the
+ * host clears it) and the first G numbers are the CTAs' first tiles. */
+static __device__ __forceinline__ int claim_tile(const hopper_args *a)
+{
+    return atomicAdd(a->tile_counter, 1) + (int)gridDim.x;
+}
+
+/* Key blocks before the end of its loads at which the producer claims the next tile: early enough
+ * that the atomic's round trip is over when the number is needed, late enough that a CTA claims only
+ * once it is close to free (the consumers run about STAGES blocks behind the producer). */
+#define HOPPER_CLAIM_AHEAD 2
+
+/* The producer hands the CTA's tile number r + 1 (its rounds after the first) to the consumers
+ * through a two-slot ring in shared memory, each slot guarded by a full barrier (the producer's
+ * arrival) and an empty one (every consumer warp has read it). */
+static __device__ __forceinline__ void publish_tile(const hopper_smem *sm, int r, int number)
+{
+    const int slot = r % 2;
+    mbar_wait(sm->tile_empty + 8 * slot, ((r / 2) & 1) ^ 1); /* a fresh barrier counts as released */
+    st_shared_u32(sm->tile_numbers + 4 * slot, (uint32_t)number);
+    mbar_arrive(sm->tile_full + 8 * slot); /* release: orders the store before the arrival */
+}
+
+/* Called by all 32 lanes of a consumer warp; lane 0 waits and reads, the warp shares the number. */
+static __device__ __forceinline__ int receive_tile(const hopper_smem *sm, int r)
+{
+    const int slot = r % 2;
+    uint32_t number = 0;
+    if (threadIdx.x % 32 == 0) {
+        mbar_wait(sm->tile_full + 8 * slot, (r / 2) & 1);
+        number = ld_shared_u32(sm->tile_numbers + 4 * slot);
+        mbar_arrive(sm->tile_empty + 8 * slot);
+    }
+    return (int)__shfl_sync(0xffffffffu, number, 0);
+}
+
+/* The CTA's tile after number `current` (its round r): the next G on, or, causal, the counter's. */
+template <bool CAUSAL>
+static __device__ __forceinline__ int consumer_next_tile(const hopper_smem *sm, int r, int current)
+{
+    return CAUSAL ? receive_tile(sm, r) : current + (int)gridDim.x;
 }
 
 #endif
