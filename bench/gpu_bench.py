@@ -20,8 +20,14 @@ view with the last dim contiguous and the other strides multiples of 16 bytes).
 
 Timings drift by several percent over a run (clocks, temperature; the implementation timed later
 in a sequence was seen up to 8% slower), so every implementation of a shape is timed in --rounds
-interleaved rounds, each round starting with the next implementation, and the median is taken over
-all rounds. With N implementations, --rounds N puts each one in every position once.
+interleaved rounds and the median is taken over all rounds. The card runs at its power limit on
+the long shapes and its clock follows the load of the last few tens of milliseconds: an
+implementation timed right after a slower, cooler one (SDPA's flash backend) started at a higher
+clock, and with a fixed rotation the same implementation always followed it (2026-12-03, H200:
+one build of fattn measured 5-12% above identical copies of itself timed as variants). So each
+round takes the implementations in its own shuffled order (seeded by the round), and each
+implementation's warm-up runs for at least --warmup-ms, long enough for the clock to settle under
+its own load.
 """
 import argparse
 import csv
@@ -30,6 +36,7 @@ import datetime
 import importlib.metadata
 import math
 import os
+import random
 import statistics
 import subprocess
 import time
@@ -146,14 +153,18 @@ def fattn_params(s, q, k, v, o, mode=capi.MODE_NATIVE):
                             q=view(q), k=view(k), v=view(v), o=view(o), causal=bool(s.causal), mode=mode)
 
 
-def time_runs(fn, nsets, warmup, reps):
+def time_runs(fn, nsets, warmup, reps, warmup_ms):
     """Milliseconds of `reps` calls, each between its own pair of events, queued back to back so
     host overhead overlaps device work; call i uses input set i % nsets. Also the host's
     milliseconds per call to enqueue them: where that reaches the device time, the queue runs dry
-    and the events time the host."""
-    for i in range(warmup):
-        fn(i % nsets)
-    torch.cuda.synchronize()
+    and the events time the host. The warm-up is at least `warmup` calls and `warmup_ms` of
+    wall time."""
+    t0, i = time.perf_counter(), 0
+    while i < warmup or (time.perf_counter() - t0) * 1e3 < warmup_ms:
+        for _ in range(warmup):
+            fn(i % nsets)
+            i += 1
+        torch.cuda.synchronize()
     events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
               for _ in range(reps)]
     t0 = time.perf_counter()
@@ -251,12 +262,14 @@ def bench_shape(s, args, stream):
     hosts = {key: [] for key in results}
     keys = list(results)
     for r in range(args.rounds):
-        # Each round starts one implementation later, so none is always timed first or last.
-        for key in keys[r % len(keys):] + keys[:r % len(keys)]:
+        # A shuffled order per round: no implementation always follows the same one (module doc).
+        order = keys[:]
+        random.Random(r).shuffle(order)
+        for key in order:
             if times[key] is None:
                 continue
             try:
-                t, host_ms = time_runs(results[key], len(sets), args.warmup, args.reps)
+                t, host_ms = time_runs(results[key], len(sets), args.warmup, args.reps, args.warmup_ms)
                 times[key] += t
                 hosts[key].append(host_ms)
             except Exception as err:  # a backend that refuses the shape is reported, not fatal
@@ -321,7 +334,7 @@ def table(rows, card, args):
     variants = list(args.variant_libs)
     fa4 = bool(args.fa4)
     lines = [f"card: {card}; torch {torch.__version__}; layout {args.layout}; median of {args.rounds} rounds x "
-             f"{args.reps} (warm-up {args.warmup}), implementations interleaved; "
+             f"{args.reps} (warm-up {args.warmup} calls, >= {args.warmup_ms:g} ms), implementations in a shuffled order per round; "
              f"path {'portable (forced)' if args.portable else 'auto'}; {fa4_line(args)}"
              + "".join(f"; variant {n} = {p}" for n, p in args.variant_paths.items()),
              "",
@@ -392,7 +405,7 @@ def fa4_table(rows, card, args, shapes_label):
              f"card: {card}; date: {date} (UTC); commit: {git_commit()}", "",
              f"{fa4_line(args)}; torch {torch.__version__}; cuDNN {torch.backends.cudnn.version()}; "
              f"layout {args.layout}; path {'portable (forced)' if args.portable else 'auto'}; median of "
-             f"{args.rounds} interleaved rounds x {args.reps} calls (warm-up {args.warmup}), CUDA events, "
+             f"{args.rounds} shuffled rounds x {args.reps} calls (warm-up {args.warmup} calls, >= {args.warmup_ms:g} ms), CUDA events, "
              "the same inputs for every implementation; TFLOPS = 4*B*Hq*Sq*Skv*D / time, halved for causal; "
              "fattn/X = X's time / fattn's.", "",
              "| shape | " + " | ".join(c[0] for c in FA4_COLUMNS) + " |",
@@ -427,10 +440,12 @@ def main():
     ap.add_argument("--shape", action="append", default=[], help="ad-hoc B,Sq,Skv,Hq,Hkv,D,causal,dtype")
     ap.add_argument("--reps", type=int, default=30, help="timed calls per round")
     ap.add_argument("--rounds", type=int, default=0,
-                    help="interleaved rounds over the implementations (default: one per implementation)")
+                    help="rounds over the implementations, each in its own order (default: one per implementation)")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=LIB",
                     help="another libfattn build to time alongside (e.g. before and after a change)")
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--warmup-ms", type=float, default=100.0,
+                    help="least wall time of each implementation's warm-up per round (the clock settles)")
     ap.add_argument("--layout", choices=("bhsd", "bshd"),
                     help="tensor layout (default: bshd when FA4 is timed, else bhsd)")
     ap.add_argument("--no-fa4", action="store_true", help="leave FlashAttention-4 out even where it imports")
@@ -444,6 +459,8 @@ def main():
     args = ap.parse_args()
     if args.reps < 20:
         raise SystemExit(f"--reps ({args.reps}) must be at least 20 (the protocol's median of >= 20)")
+    if not args.warmup_ms >= 0:
+        raise SystemExit(f"--warmup-ms ({args.warmup_ms}) must be a number of milliseconds, 0 or more")
     if args.rounds < 0:
         raise SystemExit(f"--rounds ({args.rounds}) must not be negative (0: one round per implementation)")
     args.variant_paths, args.variant_libs = {}, {}

@@ -62,9 +62,10 @@ typedef struct hopper_args {
 /* Whether O is staged in its own tiles (so the next tile's Q can load while this tile's epilogue
  * runs) or in the warpgroup's Q tile (bf16 d256 and tf32: no room for both; an e4m3 Q tile is too
  * small to hold O, a tf32 one holds an fp32 O exactly). */
-#ifndef HOPPER_O_SEPARATE
-#define HOPPER_O_SEPARATE(D, K) (HK_FP8(K) || ((D) <= 128 && (K) != HK_TF32))
+#ifndef HOPPER_O_OWN_MAX_D /* a tuning knob: the widest native D whose O has tiles of its own */
+#define HOPPER_O_OWN_MAX_D 128
 #endif
+#define HOPPER_O_SEPARATE(D, K) (HK_FP8(K) || ((D) <= HOPPER_O_OWN_MAX_D && (K) != HK_TF32))
 
 /* Q buffers per consumer; tile k of a CTA uses buffer k % HOPPER_Q_BUFS. At d128 there is room for
  * a second Q (bf16: 225 of 227 KB), so the next tile's Q is in place before this tile ends and its
