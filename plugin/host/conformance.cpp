@@ -795,6 +795,7 @@ SavedFields checkBuildPhase(IPluginCreatorV3One* creator, Config const& c, Profi
     fattn_params_bshd(&pmax, pr.batch, pr.seq_max, pr.seq_max, pr.heads_q, pr.heads_kv, pr.head_dim, dt, nullptr,
         nullptr, nullptr, nullptr);
     pmax.mode = static_cast<fattn_mode>(c.mode);
+    pmax.causal = c.causal; // a causal call's workspace holds the Hopper kernel's tile counter
     size_t wsWant = 0;
     if (fattn_cuda_workspace_size(&pmax, &wsWant) == FATTN_OK)
         EXPECT(ws == wsWant, "getWorkspaceSize %zu, libfattn %zu", ws, wsWant);
