@@ -31,14 +31,20 @@
 #define HOPPER_TURN_BAR 4
 #define HOPPER_VOTE_BAR 7
 
-static __device__ __forceinline__ void turn_wait(int wg)
+/* A tuning knob: the widest D that takes turns. FA4's Hopper forward takes them only up to head
+ * dim 128 and lets the warpgroups of the wider kernels issue as they come; unmeasured here. */
+#ifndef HOPPER_TURNS_MAX_D
+#define HOPPER_TURNS_MAX_D 256
+#endif
+
+template <int D> static __device__ __forceinline__ void turn_wait(int wg)
 {
-    named_bar_sync(HOPPER_TURN_BAR + wg, 256);
+    if constexpr (D <= HOPPER_TURNS_MAX_D) named_bar_sync(HOPPER_TURN_BAR + wg, 256);
 }
 
-static __device__ __forceinline__ void turn_pass(int to)
+template <int D> static __device__ __forceinline__ void turn_pass(int to)
 {
-    named_bar_arrive(HOPPER_TURN_BAR + to, 256);
+    if constexpr (D <= HOPPER_TURNS_MAX_D) named_bar_arrive(HOPPER_TURN_BAR + to, 256);
 }
 
 /* The consumer's state between key blocks: O accumulator, running max and sum, the latest
@@ -144,11 +150,11 @@ static __device__ __forceinline__ void start_tile(const hopper_args *a, const ho
     const int first_masked = tile_limits<BN, CAUSAL>(a, t, wg, tid, last);
     reset_rows<K, D>(a, t, wg, o, m, l, f);
     mbar_wait(c->q_full + 8 * slot, (k / HOPPER_Q_BUFS(D, K)) & 1);
-    turn_wait(wg);
+    turn_wait<D>(wg);
     mbar_wait(c->k_full + 8 * st, (it / STAGES) & 1);
     issue_qk<K, D, BN>(s, c->q_tiles + slot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D, K),
                           c->k_tiles + st * HOPPER_TILE_BYTES(BN, D, K));
-    turn_pass((wg + 1) % NWG);
+    turn_pass<D>((wg + 1) % NWG);
     wgmma_wait<0>();
     scores_done<K, D, BN, STAGES>(c, tid, it, 0, t->n_blocks, slot, first_masked, last, s, m, l, alpha, f);
     probs_to_a<K, BN>(s, p);
@@ -169,12 +175,12 @@ static __device__ __forceinline__ void middle_blocks(const hopper_args *a, const
     const uint32_t q_tile = c->q_tiles + slot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D, K);
     for (int j = 1; j < n; ++j) {
         const int jt = it + j, st = jt % STAGES, pst = (jt - 1) % STAGES;
-        turn_wait(wg);
+        turn_wait<D>(wg);
         mbar_wait(c->k_full + 8 * st, (jt / STAGES) & 1);
         issue_qk<K, D, BN>(s, q_tile, c->k_tiles + st * HOPPER_TILE_BYTES(BN, D, K));
         mbar_wait(c->v_full + 8 * pst, ((jt - 1) / STAGES) & 1);
         issue_pv<K, D, BN>(o, p, c->v_tiles + pst * HOPPER_TILE_BYTES(BN, D, K));
-        turn_pass((wg + 1) % NWG);
+        turn_pass<D>((wg + 1) % NWG);
         wgmma_wait<1>();
         scores_done<K, D, BN, STAGES>(c, tid, jt, j, n, slot, first_masked, last, s, m, l, alpha, f);
         wait_pv_rescale<K, D, BN>(wg, o, p, alpha);
@@ -213,14 +219,14 @@ static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const h
     int last[2];
     const int lt = it + t->n_blocks - 1, lst = lt % STAGES, nit = it + t->n_blocks, nst = nit % STAGES;
     const int nslot = q_slot<K, D, NWG>(k + 1, wg);
-    turn_wait(wg);
+    turn_wait<D>(wg);
     mbar_wait(c->v_full + 8 * lst, (lt / STAGES) & 1);
     issue_pv<K, D, BN>(o, p, c->v_tiles + lst * HOPPER_TILE_BYTES(BN, D, K));
     mbar_wait(c->q_full + 8 * nslot, ((k + 1) / HOPPER_Q_BUFS(D, K)) & 1);
     mbar_wait(c->k_full + 8 * nst, (nit / STAGES) & 1);
     issue_qk<K, D, BN>(s, c->q_tiles + nslot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D, K),
                           c->k_tiles + nst * HOPPER_TILE_BYTES(BN, D, K));
-    turn_pass((wg + 1) % NWG);
+    turn_pass<D>((wg + 1) % NWG);
     wgmma_wait<1>();
     fence_accum<HOPPER_DT(D) / 2>(o);
     fence_regs<HOPPER_P_REGS(BN, K)>(p);
@@ -248,7 +254,7 @@ static __device__ __forceinline__ void consume(const hopper_args *a, int wg, int
     uint32_t p[HOPPER_P_REGS(BN, K)];
     hopper_tile t, next;
     int number = blockIdx.x;
-    if (wg == NWG - 1) turn_pass(0); /* warpgroup 0 issues first */
+    if (wg == NWG - 1) turn_pass<D>(0); /* warpgroup 0 issues first */
     if (tile_of_number<NWG * HOPPER_WG_ROWS, BN, CAUSAL>(a, number, &t)) {
         int it = 0, k = 0; /* stage-ring position of the tile's key block 0; the tile's round */
         start_tile<K, D, NWG, BN, STAGES, CAUSAL>(a, c, &t, 0, it, wg, tid, CONSUMER_STATE_ARGS);
@@ -269,7 +275,7 @@ static __device__ __forceinline__ void consume(const hopper_args *a, int wg, int
         }
         finish_tile<K, D, NWG, BN, STAGES>(a, c, &t, k, it, wg, tid, CONSUMER_STATE_ARGS);
     }
-    if (wg == 0) turn_wait(0);
+    if (wg == 0) turn_wait<D>(0);
     if (tid == 0) tma_store_wait_all();
 }
 
