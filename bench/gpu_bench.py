@@ -17,6 +17,7 @@ view with the last dim contiguous and the other strides multiples of 16 bytes).
   gpu_bench.py --shape 2,4096,4096,16,16,128,1,bf16   # ad hoc: B,Sq,Skv,Hq,Hkv,D,causal,dtype
   gpu_bench.py --variant v5=old/libfattn.so            # another libfattn build, timed alongside
   gpu_bench.py --shapes bench/headdims.tsv --fa4-table bench/results/20261202-H200-fa4-headdims.md
+  gpu_bench.py --shapes bench/short.tsv --graph    # B64 x S128: CUDA-graph replay (GPU time < enqueue)
 
 Timings drift by several percent over a run (clocks, temperature; the implementation timed later
 in a sequence was seen up to 8% slower), so every implementation of a shape is timed in --rounds
@@ -153,18 +154,20 @@ def fattn_params(s, q, k, v, o, mode=capi.MODE_NATIVE):
                             q=view(q), k=view(k), v=view(v), o=view(o), causal=bool(s.causal), mode=mode)
 
 
-def time_runs(fn, nsets, warmup, reps, warmup_ms):
+def time_runs(fn, nsets, warmup, reps, warmup_ms, graph=False):
     """Milliseconds of `reps` calls, each between its own pair of events, queued back to back so
     host overhead overlaps device work; call i uses input set i % nsets. Also the host's
     milliseconds per call to enqueue them: where that reaches the device time, the queue runs dry
     and the events time the host. The warm-up is at least `warmup` calls and `warmup_ms` of
-    wall time."""
+    wall time. With `graph`, the calls are replayed from a CUDA graph instead (time_graph)."""
     t0, i = time.perf_counter(), 0
     while i < warmup or (time.perf_counter() - t0) * 1e3 < warmup_ms:
         for _ in range(warmup):
             fn(i % nsets)
             i += 1
         torch.cuda.synchronize()
+    if graph:
+        return time_graph(fn, nsets, reps)
     events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
               for _ in range(reps)]
     t0 = time.perf_counter()
@@ -175,6 +178,34 @@ def time_runs(fn, nsets, warmup, reps, warmup_ms):
     host_ms = (time.perf_counter() - t0) * 1e3 / reps
     torch.cuda.synchronize()
     return [a.elapsed_time(b) for a, b in events], host_ms
+
+
+GRAPH_REPLAYS = 5
+
+
+def time_graph(fn, nsets, reps):
+    """The `reps` calls captured into one CUDA graph, which is replayed GRAPH_REPLAYS times between
+    events: per-call milliseconds of each replay (its time / reps), and the host's milliseconds per
+    call of one replay's launch. Short shapes take a few microseconds on the GPU, less than one
+    enqueue from Python, so only replay times the kernels there (issue #12 measured with replay)."""
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for i in range(reps):
+            fn(i % nsets)
+    g.replay()  # the first replay uploads the graph
+    torch.cuda.synchronize()
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+              for _ in range(GRAPH_REPLAYS)]
+    t0 = time.perf_counter()
+    for a, b in events:
+        a.record()
+        g.replay()
+        b.record()
+    host_ms = (time.perf_counter() - t0) * 1e3 / (GRAPH_REPLAYS * reps)
+    torch.cuda.synchronize()
+    times = [a.elapsed_time(b) / reps for a, b in events]
+    del g
+    return times, host_ms
 
 
 def sdpa_fn(sets, s, backend):
@@ -202,7 +233,7 @@ def add_note(row, text):
     row["note"] = (row.get("note", "") + " " + text).strip()
 
 
-def fattn_impls(s, sets, args, stream, row):
+def fattn_impls(s, sets, args, row):
     """libfattn's calls on the sets (fattn, each --variant, fp8 with --fp8) by name; none where
     libfattn refuses the shape, which becomes a note: the other implementations are still timed."""
     params = [fattn_params(s, *st) for st in sets]
@@ -219,7 +250,8 @@ def fattn_impls(s, sets, args, stream, row):
         pptrs = [ctypes.byref(p) for p in params]  # byref holds its parameter block alive
 
         def run(i, ws=ws):  # ws bound here: the workspace lives as long as the call
-            st = lib.fattn_cuda_forward(pptrs[i], ws_ptr, ws_bytes, stream)
+            # the stream current at the call: a graph's capture runs on a stream of its own
+            st = lib.fattn_cuda_forward(pptrs[i], ws_ptr, ws_bytes, torch.cuda.current_stream().cuda_stream)
             if st != capi.OK:
                 raise capi.FattnError(st, capi.status_name(st), lib.fattn_last_error().decode())
         return run
@@ -242,11 +274,11 @@ def fattn_impls(s, sets, args, stream, row):
     return impls
 
 
-def bench_shape(s, args, stream):
+def bench_shape(s, args):
     sets = make_sets(s, args.layout, "cuda")
     row = {"name": s.name, "B": s.b, "Sq": s.sq, "Skv": s.skv, "Hq": s.hq, "Hkv": s.hkv,
            "D": s.d, "causal": s.causal, "dtype": s.dtype, "sets": len(sets)}
-    results = fattn_impls(s, sets, args, stream, row)
+    results = fattn_impls(s, sets, args, row)
     results["cudnn"] = sdpa_fn(sets, s, SDPBackend.CUDNN_ATTENTION)
     results["flash"] = sdpa_fn(sets, s, SDPBackend.FLASH_ATTENTION)
     if args.fa4:
@@ -269,7 +301,7 @@ def bench_shape(s, args, stream):
             if times[key] is None:
                 continue
             try:
-                t, host_ms = time_runs(results[key], len(sets), args.warmup, args.reps, args.warmup_ms)
+                t, host_ms = time_runs(results[key], len(sets), args.warmup, args.reps, args.warmup_ms, args.graph)
                 times[key] += t
                 hosts[key].append(host_ms)
             except Exception as err:  # a backend that refuses the shape is reported, not fatal
@@ -326,6 +358,14 @@ def geomean(xs):
     return math.exp(sum(math.log(x) for x in xs) / len(xs))
 
 
+def method_line(args):
+    """How the times were taken, for the tables' headers."""
+    calls = (f"{args.reps} calls captured in a CUDA graph, replayed {GRAPH_REPLAYS} times" if args.graph
+             else f"{args.reps} calls between CUDA events")
+    return (f"median of {args.rounds} rounds in a shuffled order, each {calls} (warm-up {args.warmup} calls, "
+            f">= {args.warmup_ms:g} ms)")
+
+
 def fa4_line(args):
     return f"FA4: {args.fa4_info}" if args.fa4 else f"FA4 not timed: {args.fa4_info}"
 
@@ -333,8 +373,7 @@ def fa4_line(args):
 def table(rows, card, args):
     variants = list(args.variant_libs)
     fa4 = bool(args.fa4)
-    lines = [f"card: {card}; torch {torch.__version__}; layout {args.layout}; median of {args.rounds} rounds x "
-             f"{args.reps} (warm-up {args.warmup} calls, >= {args.warmup_ms:g} ms), implementations in a shuffled order per round; "
+    lines = [f"card: {card}; torch {torch.__version__}; layout {args.layout}; {method_line(args)}; "
              f"path {'portable (forced)' if args.portable else 'auto'}; {fa4_line(args)}"
              + "".join(f"; variant {n} = {p}" for n, p in args.variant_paths.items()),
              "",
@@ -404,8 +443,7 @@ def fa4_table(rows, card, args, shapes_label):
     lines = [f"# fattn against FlashAttention-4 and cuDNN ({shapes_label})", "",
              f"card: {card}; date: {date} (UTC); commit: {git_commit()}", "",
              f"{fa4_line(args)}; torch {torch.__version__}; cuDNN {torch.backends.cudnn.version()}; "
-             f"layout {args.layout}; path {'portable (forced)' if args.portable else 'auto'}; median of "
-             f"{args.rounds} shuffled rounds x {args.reps} calls (warm-up {args.warmup} calls, >= {args.warmup_ms:g} ms), CUDA events, "
+             f"layout {args.layout}; path {'portable (forced)' if args.portable else 'auto'}; {method_line(args)}, "
              "the same inputs for every implementation; TFLOPS = 4*B*Hq*Sq*Skv*D / time, halved for causal; "
              "fattn/X = X's time / fattn's.", "",
              "| shape | " + " | ".join(c[0] for c in FA4_COLUMNS) + " |",
@@ -444,6 +482,8 @@ def main():
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=LIB",
                     help="another libfattn build to time alongside (e.g. before and after a change)")
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--graph", action="store_true",
+                    help="time replays of a CUDA graph of the --reps calls (for shapes shorter than an enqueue)")
     ap.add_argument("--warmup-ms", type=float, default=100.0,
                     help="least wall time of each implementation's warm-up per round (the clock settles)")
     ap.add_argument("--layout", choices=("bhsd", "bshd"),
@@ -497,11 +537,10 @@ def main():
         ([os.path.relpath(args.shapes, REPO) + (f" --only {' '.join(args.only)}" if args.only else "")]
          if args.only or not args.shape else []) + (["ad-hoc --shape"] if args.shape else []))
     card = torch.cuda.get_device_name()
-    stream = torch.cuda.current_stream().cuda_stream
     torch.manual_seed(int.from_bytes(os.urandom(4), "little"))
     rows = []
     for s in shapes:
-        row = bench_shape(s, args, stream)
+        row = bench_shape(s, args)
         rows.append(row)
         print(f"{s.name}: fattn {fmt(row.get('fattn_tflops'), '.0f')} TFLOPS, cuDNN "
               f"{fmt(row.get('cudnn_tflops'), '.0f')}, flash {fmt(row.get('flash_tflops'), '.0f')}, "
