@@ -26,9 +26,10 @@ typedef struct hopper_tile {
     int n_blocks; /* key blocks to visit, from block 0; at least 1 */
 } hopper_tile;
 
-/* Tile `number` (the CTA's first, G on from its last, or the counter's), or 0 past the last. */
+/* Tile `number` (the CTA's first, G on from its last, or the counter's), or 0 past the last. Host
+ * code too: tests/cpu/test_hopper_schedule.cu checks the numbering on the CPU. */
 template <int M, int BN, bool CAUSAL>
-static __device__ __forceinline__ int tile_of_number(const hopper_args *a, int number, hopper_tile *t)
+static __host__ __device__ __forceinline__ int tile_of_number(const hopper_args *a, int number, hopper_tile *t)
 {
     if (number >= a->tiles) return 0;
     const int heads = a->tiles / a->m_blocks; /* batch * heads_q */
