@@ -24,6 +24,8 @@
 #                             other compile-time knobs (name=flags, flags without spaces; commas in
 #                             flags become spaces), built in build-var-NAME while the tests run and
 #                             timed beside fattn in the same benchmark (gpu_bench.py --variant)
+#   TEST_VARIANTS="noturn"    also run test_gpu_forward (TEST_ARGS, Hopper path) against these variants'
+#                             libraries (LD_LIBRARY_PATH before the test's RUNPATH), once they are built
 #   BASE=.base                another source tree (e.g. `git archive <commit> | tar -x -C .base`, carried),
 #                             built as the variant "base": the previous commit timed in the same run
 set -u
@@ -125,6 +127,15 @@ if [ -n "${VARIANTS:-}" ]; then
     if [ -f "$ROOT/build-var-${v%%=*}/src/libfattn.so" ]; then note "variant $v: built"; else note "variant $v: BUILD FAILED"; fi
   done
 fi
+
+for name in ${TEST_VARIANTS:-}; do
+  lib=$ROOT/build-var-$name/src
+  resolved=$(LD_LIBRARY_PATH=$lib ldd "$BUILD/tests/gpu/test_gpu_forward" | awk '/libfattn/ {print $3}')
+  timeout "${TEST_TIMEOUT:-300}" env LD_LIBRARY_PATH="$lib" FATTN_FORCE_PORTABLE=0 "$BUILD/tests/gpu/test_gpu_forward" \
+    ${TEST_ARGS:-} >"$LOG/test-variant-$name.log" 2>&1
+  note "tests [variant $name, $resolved]: rc=$?; $(grep '^summary' "$LOG/test-variant-$name.log" || echo 'no summary (crashed?)') ($(elapsed)s)"
+  grep -E '^FAIL' "$LOG/test-variant-$name.log" | head -15 | tee -a "$SUMMARY"
+done
 
 if [ -z "${SKIP_BENCH:-}" ]; then
   for path in ${BENCH_PATHS:-portable auto}; do
