@@ -67,24 +67,60 @@ typedef struct hopper_args {
 #endif
 #define HOPPER_O_SEPARATE(D, K) (HK_FP8(K) || ((D) <= HOPPER_O_OWN_MAX_D && (K) != HK_TF32))
 
+/* A tuning knob, off by default and not yet run on a GPU: three consumers at DT 128 (D 80-128)
+ * keep P in a shared-memory tile per warpgroup and multiply P V as an SS wgmma, so P holds no
+ * registers while S_{j+1} is computed (O 64 + S 64 of the 160 registers three consumers get; with
+ * P in registers they spill). FA4's Hopper forward runs head dims 72-96 this way, on 192 x 144
+ * tiles. Its layout: bf16/fp16 only, O staged in Q (set HOPPER_O_OWN_MAX_D=64) so that Q, two
+ * stages of 128 keys and the P tiles fit: 48 + 128 + 48 KB. */
+#ifndef HOPPER_P_SMEM_NWG3
+#define HOPPER_P_SMEM_NWG3 0
+#endif
+#define HOPPER_P_SMEM(K, D, NWG)                                                                     \
+    (HOPPER_P_SMEM_NWG3 && (NWG) == 3 && HOPPER_DT(D) == 128 && ((K) == HK_BF16 || (K) == HK_F16))
+#define HOPPER_P_TILE_BYTES(BN) (HOPPER_WG_ROWS * (BN) * 2)
+
 /* Q buffers per consumer; tile k of a CTA uses buffer k % HOPPER_Q_BUFS. At d128 there is room for
  * a second Q (bf16: 225 of 227 KB), so the next tile's Q is in place before this tile ends and its
  * first Q K^T can be issued in this tile's last turn. A second buffer needs O's own tiles. */
 #define HOPPER_Q_BUFS(D, K) ((D) <= 128 && HOPPER_O_SEPARATE(D, K) ? 2 : 1)
 
 /* Offsets from the 1024-byte-aligned base: Q (HOPPER_Q_BUFS tiles per consumer, buffer-major), K
- * stages, V stages, O (one tile per consumer, when separate), then the mbarriers: q_full[B][NWG],
+ * stages, V stages, O (one tile per consumer, when separate), P (one tile per consumer, with
+ * HOPPER_P_SMEM), then the mbarriers: q_full[B][NWG],
  * q_empty[B][NWG], k_full[S], k_empty[S], v_full[S], v_empty[S], tile_full[2], tile_empty[2], and
  * the two tile numbers they guard (scheduler.cuh). */
 #define HOPPER_Q_OFF 0
 #define HOPPER_K_OFF(D, NWG, K) (HOPPER_Q_OFF + HOPPER_Q_BUFS(D, K) * (NWG) * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D, K))
 #define HOPPER_V_OFF(D, NWG, BN, S, K) (HOPPER_K_OFF(D, NWG, K) + (S) * HOPPER_TILE_BYTES(BN, D, K))
 #define HOPPER_O_OFF(D, NWG, BN, S, K) (HOPPER_V_OFF(D, NWG, BN, S, K) + (S) * HOPPER_TILE_BYTES(BN, D, K))
-#define HOPPER_BAR_OFF(D, NWG, BN, S, K)                                                              \
+#define HOPPER_P_OFF(D, NWG, BN, S, K)                                                                \
     (HOPPER_O_OFF(D, NWG, BN, S, K) + (HOPPER_O_SEPARATE(D, K) ? (NWG) * HOPPER_O_TILE_BYTES(D, K) : 0))
+#define HOPPER_BAR_OFF(D, NWG, BN, S, K)                                                              \
+    (HOPPER_P_OFF(D, NWG, BN, S, K) + (HOPPER_P_SMEM(K, D, NWG) ? (NWG) * HOPPER_P_TILE_BYTES(BN) : 0))
 /* The extra 1024 lets the kernel align the dynamic shared-memory base for the swizzle. */
 #define HOPPER_SMEM_BYTES(D, NWG, BN, S, K)                                                           \
     (HOPPER_BAR_OFF(D, NWG, BN, S, K) + 8 * (2 * HOPPER_Q_BUFS(D, K) * (NWG) + 4 * (S) + 4) + 2 * 4 + 1024)
+
+/* Byte offset of element (row, col) of ELEM bytes in a swizzled 64-row tile (O's, and P's with
+ * HOPPER_P_SMEM; TMA and wgmma see the same layout): the 16-byte unit index inside a 128-byte row
+ * is XORed with row % 8. */
+template <int ELEM> static __device__ __forceinline__ uint32_t swizzled_offset(int row, int col)
+{
+    constexpr int per_chunk = HOPPER_ROW_BYTES / ELEM;
+    int chunk = col / per_chunk, byte = (col % per_chunk) * ELEM;
+    return (uint32_t)(chunk * HOPPER_WG_ROWS * HOPPER_ROW_BYTES + row * HOPPER_ROW_BYTES +
+                      (((byte >> 4) ^ (row & 7)) << 4) + (byte & 15));
+}
+
+/* Where the accumulator pair (column group g, row half h) of warpgroup thread tid sits in such a
+ * tile: rows 16 * (tid / 32) + (tid % 32) / 4 + 8h, columns 8g + 2 (tid % 4) and the one after
+ * (wgmma's accumulator layout, softmax.cuh). */
+template <int ELEM> static __device__ __forceinline__ uint32_t accum_pair_offset(int tid, int g, int h)
+{
+    const int lane = tid % 32;
+    return swizzled_offset<ELEM>(16 * (tid / 32) + lane / 4 + 8 * h, 8 * g + 2 * (lane % 4));
+}
 
 /* The layout above as shared-memory addresses, for the producer, the consumers and the barriers'
  * initialisation alike. Each mbarrier takes 8 bytes; q_full/q_empty slot b * NWG + w belongs to Q
@@ -92,6 +128,7 @@ typedef struct hopper_args {
 typedef struct hopper_smem {
     uint32_t q_full, q_empty, k_full, k_empty, v_full, v_empty, tile_full, tile_empty, tile_numbers;
     uint32_t q_tiles, k_tiles, v_tiles, o_tiles; /* o_tiles: the Q tiles when O has none of its own */
+    uint32_t p_tiles;                            /* with HOPPER_P_SMEM only */
 } hopper_smem;
 
 template <int K, int D, int NWG, int BN, int STAGES>
@@ -111,6 +148,7 @@ static __device__ __forceinline__ hopper_smem hopper_smem_map(uint32_t base)
     m.k_tiles = base + HOPPER_K_OFF(D, NWG, K);
     m.v_tiles = base + HOPPER_V_OFF(D, NWG, BN, STAGES, K);
     m.o_tiles = base + (HOPPER_O_SEPARATE(D, K) ? HOPPER_O_OFF(D, NWG, BN, STAGES, K) : HOPPER_Q_OFF);
+    m.p_tiles = base + HOPPER_P_OFF(D, NWG, BN, STAGES, K);
     return m;
 }
 

@@ -11,16 +11,6 @@
 #include "scheduler.cuh"
 #include "softmax.cuh"
 
-/* Byte offset of element (row, col) of ELEM bytes in a swizzled 64-row tile: the 16-byte unit
- * index inside a 128-byte row is XORed with row % 8. */
-template <int ELEM> static __device__ __forceinline__ uint32_t swizzled_offset(int row, int col)
-{
-    constexpr int per_chunk = HOPPER_ROW_BYTES / ELEM;
-    int chunk = col / per_chunk, byte = (col % per_chunk) * ELEM;
-    return (uint32_t)(chunk * HOPPER_WG_ROWS * HOPPER_ROW_BYTES + row * HOPPER_ROW_BYTES +
-                      (((byte >> 4) ^ (row & 7)) << 4) + (byte & 15));
-}
-
 /* wg: consumer index; tid: thread in the warpgroup; f: the tile's factors (kernel.cuh). With
  * SEPARATE, o_tile is the warpgroup's own O tile, reused once the previous tile's store has read
  * it; otherwise it is the Q tile, handed back to the producer through q_empty once this store has
@@ -45,9 +35,8 @@ static __device__ __forceinline__ void write_output(const hopper_args *a, const 
     for (int g = 0; g < HOPPER_DT(D) / 8; ++g)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-            int row = r0 + 8 * h, col = 8 * g + 2 * (lane % 4);
             const float lo = o[4 * g + 2 * h] * inv[h], hi = o[4 * g + 2 * h + 1] * inv[h];
-            const uint32_t dst = o_tile + swizzled_offset<HOPPER_OUT_BYTES(K)>(row, col);
+            const uint32_t dst = o_tile + accum_pair_offset<HOPPER_OUT_BYTES(K)>(tid, g, h);
             if constexpr (HOPPER_OUT_BYTES(K) == 4) st_shared_f32x2(dst, lo, hi);
             else st_shared_u32(dst, pack2<HK_BF16_OUT(K)>(lo, hi));
         }

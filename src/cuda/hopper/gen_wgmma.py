@@ -9,7 +9,8 @@ operand list; generating them keeps the 32..128-operand lists correct. The build
 import sys
 
 # SS (S = QK^T): N is the key block (80 for d160..256, 128 otherwise; 64, 112 and 176 are tuning
-# alternatives). RS (O += PV): N is the tile width (HOPPER_DT of the kernel's D). e4m3 (k32) and
+# alternatives). RS (O += PV): N is the tile width (HOPPER_DT of the kernel's D); SS MN-major the
+# same product with P from shared memory (config.cuh's HOPPER_P_SMEM). e4m3 (k32) and
 # tf32 (k8) have no transpose immediates: both operands are K-major, which is why V arrives
 # transposed (hopper/quantize.cu, hopper/stage.cu).
 SS_SHAPES = (64, 80, 112, 128, 176)
@@ -21,8 +22,9 @@ KMAJOR_TYPES = (("e4m3", "e4m3", 32, (128,), (128, 256)), ("tf32", "tf32", 8, (6
 HEADER = """/* Generated at build time by src/cuda/hopper/gen_wgmma.py.
  * wgmma m64nNk16 (bf16, f16), m64nNk32 (e4m3) and m64nNk8 (tf32) with fp32 accumulators d[N/2] in the layout of PTX's wgmma
  * "register fragment D"; scale_d 0 overwrites d, 1 accumulates. SS reads A and B
- * through shared-memory descriptors (both K-major); RS takes A from four 32-bit registers and
- * B (MN-major, transposed; K-major for e4m3 and tf32) through a descriptor. */
+ * through shared-memory descriptors (both K-major; SS MN-major: B MN-major, transposed); RS takes A
+ * from four 32-bit registers and B (MN-major, transposed; K-major for e4m3 and tf32) through a
+ * descriptor. */
 #ifndef FATTN_HOPPER_WGMMA_CUH
 #define FATTN_HOPPER_WGMMA_CUH
 
@@ -57,6 +59,10 @@ def emit(out):
             if n in SS_SHAPES:  # d, A desc, B desc, scale-d, scale-a, scale-b, trans-a, trans-b
                 out.write(wrapper(f"wgmma_ss_{tname}_n{n}", "float *d, uint64_t da, uint64_t db, int scale_d", a,
                                   a + 2, f"{inst} {{{regs(0, a)}}}, %{a}, %{a + 1}, p, 1, 1, 0, 0",
+                                  '"l"(da), "l"(db), "r"(scale_d)'))
+            if n in RS_SHAPES:  # P V with P from shared memory: B (V) MN-major, trans-b 1
+                out.write(wrapper(f"wgmma_ss_mn_{tname}_n{n}", "float *d, uint64_t da, uint64_t db, int scale_d", a,
+                                  a + 2, f"{inst} {{{regs(0, a)}}}, %{a}, %{a + 1}, p, 1, 1, 0, 1",
                                   '"l"(da), "l"(db), "r"(scale_d)'))
             if n in RS_SHAPES:  # d, A regs, B desc, scale-d, scale-a, scale-b, trans-b
                 out.write(wrapper(f"wgmma_rs_{tname}_n{n}", "float *d, const uint32_t *a, uint64_t db, int scale_d",

@@ -26,10 +26,11 @@
  * warpgroup's wgmmas run, the others do softmax, so the tensor cores see a steady stream. The turns
  * run on across tiles, so a warpgroup starts its next tile while the others finish this one. The
  * last warpgroup opens warpgroup 0's first turn, and warpgroup 0 takes one extra turn at the end
- * to consume the last warpgroup's final opening. Barriers 1..NWG are the epilogue's, and
- * HOPPER_VOTE_BAR + w warpgroup w's rescale vote. */
+ * to consume the last warpgroup's final opening. Barriers 1..NWG are the epilogue's,
+ * HOPPER_VOTE_BAR + w warpgroup w's rescale vote and HOPPER_P_BAR + w its P tile's. */
 #define HOPPER_TURN_BAR 4
 #define HOPPER_VOTE_BAR 7
+#define HOPPER_P_BAR 10 /* + w: warpgroup w's P tile written (HOPPER_P_SMEM) */
 
 /* A tuning knob: the widest D that takes turns. FA4's Hopper forward takes them only up to head
  * dim 128 and lets the warpgroups of the wider kernels issue as they come; unmeasured here. */
@@ -56,6 +57,35 @@ template <int D> static __device__ __forceinline__ void turn_pass(int to)
 /* P's registers: two bf16/fp16, four e4m3 or one tf32 probability each. */
 #define HOPPER_P_REGS(BN, K) (HK_FP8(K) ? (BN) / 8 : (K) == HK_TF32 ? (BN) / 2 : (BN) / 4)
 
+/* P for the next P V: in registers, or (HOPPER_P_SMEM) in the warpgroup's P tile, ordered before
+ * the async proxy's read and complete in all four warps, whose rows the SS wgmma reads together. */
+template <int K, int D, int NWG, int BN>
+static __device__ __forceinline__ void make_p(const hopper_smem *c, int wg, int tid, const float *s, uint32_t *p)
+{
+    if constexpr (HOPPER_P_SMEM(K, D, NWG)) {
+        probs_to_tile<K, BN>(s, c->p_tiles + wg * HOPPER_P_TILE_BYTES(BN), tid);
+        fence_proxy_async_smem();
+        named_bar_sync(HOPPER_P_BAR + wg, 128);
+    } else {
+        probs_to_a<K, BN>(s, p);
+    }
+}
+
+/* O += P V, with P wherever make_p put it. */
+template <int K, int D, int NWG, int BN>
+static __device__ __forceinline__ void issue_p_v(const hopper_smem *c, int wg, float *o, const uint32_t *p,
+                                                 uint32_t v_tile)
+{
+    if constexpr (HOPPER_P_SMEM(K, D, NWG)) issue_pv_ss<K, D, BN>(o, c->p_tiles + wg * HOPPER_P_TILE_BYTES(BN), v_tile);
+    else issue_pv<K, D, BN>(o, p, v_tile);
+}
+
+/* The registers a completed P V read: P's, unless P went through shared memory. */
+template <int K, int D, int NWG, int BN> static __device__ __forceinline__ void fence_p(uint32_t *p)
+{
+    if constexpr (!HOPPER_P_SMEM(K, D, NWG)) fence_regs<HOPPER_P_REGS(BN, K)>(p);
+}
+
 /* Once the softmax of S_j has run: wait for P_{j-1} V_{j-1} (the warpgroup's older wgmma group),
  * then rescale O by the softmax's alpha, after the product and outside the turn, so the multiplies
  * never delay the issue of P V and the other warpgroup's turn. The wait sits inside the branches of
@@ -63,18 +93,18 @@ template <int D> static __device__ __forceinline__ void turn_pass(int to)
  * softmax, ptxas scheduled it right after the softmax's first instruction (WARPGROUP.DEPBAR after
  * the first FMNMX in the SASS), so the softmax of S_j ran only once P_{j-1} V_{j-1} had completed
  * and the overlap of the two within a warpgroup was lost (docs/perf-notes.md, v8). */
-template <int K, int D, int BN>
+template <int K, int D, int NWG, int BN>
 static __device__ __forceinline__ void wait_pv_rescale(int wg, float *o, uint32_t *p, const float *alpha)
 {
     if (rows_moved(HOPPER_VOTE_BAR + wg, alpha)) {
         wgmma_wait<0>();
         fence_accum<HOPPER_DT(D) / 2>(o);
-        fence_regs<HOPPER_P_REGS(BN, K)>(p);
+        fence_p<K, D, NWG, BN>(p);
         scale_rows<HOPPER_DT(D)>(o, alpha);
     } else {
         wgmma_wait<0>();
         fence_accum<HOPPER_DT(D) / 2>(o);
-        fence_regs<HOPPER_P_REGS(BN, K)>(p);
+        fence_p<K, D, NWG, BN>(p);
     }
 }
 
@@ -157,7 +187,7 @@ static __device__ __forceinline__ void start_tile(const hopper_args *a, const ho
     turn_pass<D>((wg + 1) % NWG);
     wgmma_wait<0>();
     scores_done<K, D, BN, STAGES>(c, tid, it, 0, t->n_blocks, slot, first_masked, last, s, m, l, alpha, f);
-    probs_to_a<K, BN>(s, p);
+    make_p<K, D, NWG, BN>(c, wg, tid, s, p);
 }
 
 /* Key blocks 1..n-1 of the tile: each turn issues S_j together with P_{j-1} V_{j-1}, and the
@@ -179,13 +209,13 @@ static __device__ __forceinline__ void middle_blocks(const hopper_args *a, const
         mbar_wait(c->k_full + 8 * st, (jt / STAGES) & 1);
         issue_qk<K, D, BN>(s, q_tile, c->k_tiles + st * HOPPER_TILE_BYTES(BN, D, K));
         mbar_wait(c->v_full + 8 * pst, ((jt - 1) / STAGES) & 1);
-        issue_pv<K, D, BN>(o, p, c->v_tiles + pst * HOPPER_TILE_BYTES(BN, D, K));
+        issue_p_v<K, D, NWG, BN>(c, wg, o, p, c->v_tiles + pst * HOPPER_TILE_BYTES(BN, D, K));
         turn_pass<D>((wg + 1) % NWG);
         wgmma_wait<1>();
         scores_done<K, D, BN, STAGES>(c, tid, jt, j, n, slot, first_masked, last, s, m, l, alpha, f);
-        wait_pv_rescale<K, D, BN>(wg, o, p, alpha);
+        wait_pv_rescale<K, D, NWG, BN>(wg, o, p, alpha);
         if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * pst);
-        probs_to_a<K, BN>(s, p);
+        make_p<K, D, NWG, BN>(c, wg, tid, s, p);
     }
 }
 
@@ -198,10 +228,10 @@ static __device__ __forceinline__ void finish_tile(const hopper_args *a, const h
 {
     const int lt = it + t->n_blocks - 1, lst = lt % STAGES;
     mbar_wait(c->v_full + 8 * lst, (lt / STAGES) & 1);
-    issue_pv<K, D, BN>(o, p, c->v_tiles + lst * HOPPER_TILE_BYTES(BN, D, K));
+    issue_p_v<K, D, NWG, BN>(c, wg, o, p, c->v_tiles + lst * HOPPER_TILE_BYTES(BN, D, K));
     wgmma_wait<0>();
     fence_accum<HOPPER_DT(D) / 2>(o);
-    fence_regs<HOPPER_P_REGS(BN, K)>(p);
+    fence_p<K, D, NWG, BN>(p);
     if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * lst);
     const uint32_t o_tile = c->o_tiles + wg * HOPPER_O_TILE_BYTES(D, K);
     write_output<K, D, HOPPER_O_SEPARATE(D, K)>(a, t, wg, tid, o, m, l, f, o_tile,
@@ -221,7 +251,7 @@ static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const h
     const int nslot = q_slot<K, D, NWG>(k + 1, wg);
     turn_wait<D>(wg);
     mbar_wait(c->v_full + 8 * lst, (lt / STAGES) & 1);
-    issue_pv<K, D, BN>(o, p, c->v_tiles + lst * HOPPER_TILE_BYTES(BN, D, K));
+    issue_p_v<K, D, NWG, BN>(c, wg, o, p, c->v_tiles + lst * HOPPER_TILE_BYTES(BN, D, K));
     mbar_wait(c->q_full + 8 * nslot, ((k + 1) / HOPPER_Q_BUFS(D, K)) & 1);
     mbar_wait(c->k_full + 8 * nst, (nit / STAGES) & 1);
     issue_qk<K, D, BN>(s, c->q_tiles + nslot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D, K),
@@ -229,7 +259,7 @@ static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const h
     turn_pass<D>((wg + 1) % NWG);
     wgmma_wait<1>();
     fence_accum<HOPPER_DT(D) / 2>(o);
-    fence_regs<HOPPER_P_REGS(BN, K)>(p);
+    fence_p<K, D, NWG, BN>(p);
     if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * lst);
     const uint32_t o_tile = c->o_tiles + wg * HOPPER_O_TILE_BYTES(D, K);
     write_output<K, D, true>(a, t, wg, tid, o, m, l, f, o_tile,
@@ -238,7 +268,7 @@ static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const h
     const int first_masked = tile_limits<BN, CAUSAL>(a, next, wg, tid, last);
     wgmma_wait<0>();
     scores_done<K, D, BN, STAGES>(c, tid, nit, 0, next->n_blocks, nslot, first_masked, last, s, m, l, alpha, f);
-    probs_to_a<K, BN>(s, p);
+    make_p<K, D, NWG, BN>(c, wg, tid, s, p);
 }
 
 /* The consumer side of the persistent loop: the same tiles as the producer, with the stage ring's

@@ -2,7 +2,7 @@
  *   S  = Q K^T : A = Q tile, B = K tile, both from shared memory, K-major (head dim contiguous);
  *   O += P V   : A = P in registers (bf16/fp16), B = V tile from shared memory, MN-major; in FP8
  *                mode P is e4m3 and with fp32 I/O tf32, and B is the V^T tile, K-major (keys
- *                contiguous).
+ *                contiguous); with HOPPER_P_SMEM, A is the warpgroup's P tile in shared memory.
  * Each call issues the whole k-loop and commits one wgmma group; the caller waits. */
 #ifndef FATTN_HOPPER_MMA_CUH
 #define FATTN_HOPPER_MMA_CUH
@@ -62,6 +62,25 @@ static __device__ __forceinline__ void wgmma_rs(float *d, const uint32_t *a, uin
     }
 }
 
+/* P V with P from shared memory (HOPPER_P_SMEM): A K-major like Q, B (V) MN-major as for RS. */
+template <int K, int N>
+static __device__ __forceinline__ void wgmma_ss_mn(float *d, uint64_t da, uint64_t db, int scale_d)
+{
+    static_assert((K == HK_BF16 || K == HK_F16) && (N == 64 || N == 128 || N == 192 || N == 256),
+                  "no wgmma SS MN-major wrapper for this kind or tile width");
+    if constexpr (K == HK_BF16) {
+        if constexpr (N == 64) wgmma_ss_mn_bf16_n64(d, da, db, scale_d);
+        else if constexpr (N == 128) wgmma_ss_mn_bf16_n128(d, da, db, scale_d);
+        else if constexpr (N == 192) wgmma_ss_mn_bf16_n192(d, da, db, scale_d);
+        else wgmma_ss_mn_bf16_n256(d, da, db, scale_d);
+    } else {
+        if constexpr (N == 64) wgmma_ss_mn_f16_n64(d, da, db, scale_d);
+        else if constexpr (N == 128) wgmma_ss_mn_f16_n128(d, da, db, scale_d);
+        else if constexpr (N == 192) wgmma_ss_mn_f16_n192(d, da, db, scale_d);
+        else wgmma_ss_mn_f16_n256(d, da, db, scale_d);
+    }
+}
+
 template <int N> static __device__ __forceinline__ void fence_accum(float *d)
 {
 #pragma unroll
@@ -99,9 +118,15 @@ static __device__ __forceinline__ void issue_qk(float *s, uint32_t q_tile, uint3
     fence_accum<BN / 2>(s);
 }
 
-/* O[64 x DT] += P[64 x BN] . V[BN x DT] (DT = HOPPER_DT(D), config.cuh). bf16/fp16: V is
- * MN-major: 8 rows of a chunk form a 1024-byte swizzle atom (the stride offset), chunks of 64
- * columns are BN*128 bytes apart (the leading offset), and each k16 step is 16 rows = 2048 bytes.
+/* V's descriptor for bf16/fp16 P V: V is MN-major: 8 rows of a chunk form a 1024-byte swizzle atom
+ * (the stride offset), chunks of 64 columns are BN*128 bytes apart (the leading offset), and each
+ * k16 step is 16 rows = 2048 bytes. */
+template <int BN> static __device__ __forceinline__ uint64_t v_desc_mn(uint32_t v_tile)
+{
+    return wgmma_desc_sw128(v_tile, BN * HOPPER_ROW_BYTES, 1024);
+}
+
+/* O[64 x DT] += P[64 x BN] . V[BN x DT] (DT = HOPPER_DT(D), config.cuh); bf16/fp16 V by v_desc_mn.
  * e4m3 and tf32: V^T is a K-major tile of D rows, stepped like K; each step's A is four registers
  * of P either way. */
 template <int K, int D, int BN>
@@ -115,11 +140,26 @@ static __device__ __forceinline__ void issue_pv(float *o, const uint32_t *p, uin
         for (int kk = 0; kk < BN * HOPPER_IN_BYTES(K) / 32; ++kk)
             wgmma_rs<K, D>(o, p + 4 * kk, wgmma_desc_advance(vd, kmajor_step(kk, D)), 1);
     } else {
-        const uint64_t vd = wgmma_desc_sw128(v_tile, BN * HOPPER_ROW_BYTES, 1024);
+        const uint64_t vd = v_desc_mn<BN>(v_tile);
 #pragma unroll
         for (int kk = 0; kk < BN / 16; ++kk)
             wgmma_rs<K, HOPPER_DT(D)>(o, p + 4 * kk, wgmma_desc_advance(vd, kk * 2048), 1);
     }
+    wgmma_commit();
+    fence_accum<HOPPER_DT(D) / 2>(o);
+}
+
+/* The same product with P from the warpgroup's P tile (HOPPER_P_SMEM), stepped like Q in Q K^T. */
+template <int K, int D, int BN>
+static __device__ __forceinline__ void issue_pv_ss(float *o, uint32_t p_tile, uint32_t v_tile)
+{
+    const uint64_t pd = wgmma_desc_sw128(p_tile, 16, 1024), vd = v_desc_mn<BN>(v_tile);
+    fence_accum<HOPPER_DT(D) / 2>(o);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk)
+        wgmma_ss_mn<K, HOPPER_DT(D)>(o, wgmma_desc_advance(pd, kmajor_step(kk, HOPPER_WG_ROWS)),
+                                     wgmma_desc_advance(vd, kk * 2048), 1);
     wgmma_commit();
     fence_accum<HOPPER_DT(D) / 2>(o);
 }

@@ -155,4 +155,16 @@ template <int K, int BN> static __device__ __forceinline__ void probs_to_a(const
     }
 }
 
+/* bf16/fp16 P into the warpgroup's P tile (HOPPER_P_SMEM, config.cuh), in the K-major swizzled
+ * layout of a Q tile, for P V's SS wgmma. */
+template <int K, int BN> static __device__ __forceinline__ void probs_to_tile(const float *s, uint32_t p_tile, int tid)
+{
+    static_assert(K == HK_BF16 || K == HK_F16, "P goes through shared memory in bf16 or fp16 only");
+#pragma unroll
+    for (int g = 0; g < BN / 8; ++g)
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+            st_shared_u32(p_tile + accum_pair_offset<2>(tid, g, h), pack2<K == HK_BF16>(s[4 * g + 2 * h], s[4 * g + 2 * h + 1]));
+}
+
 #endif
