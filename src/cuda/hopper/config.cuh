@@ -67,18 +67,17 @@ typedef struct hopper_args {
 #endif
 #define HOPPER_O_SEPARATE(D, K) (HK_FP8(K) || ((D) <= HOPPER_O_OWN_MAX_D && (K) != HK_TF32))
 
-/* A tuning knob, off by default and not yet run on a GPU: three consumers at DT 128 (D 80-128)
- * keep P in a shared-memory tile per warpgroup and multiply P V as an SS wgmma, so P holds no
- * registers while S_{j+1} is computed (O 64 + S 64 of the 160 registers three consumers get; with
- * P in registers they spill). FA4's Hopper forward runs head dims 72-96 this way, on 192 x 144
- * tiles. Its layout: bf16/fp16 only, O staged in Q (set HOPPER_O_OWN_MAX_D=64) so that Q, two
- * stages of 128 keys and the P tiles fit: 48 + 128 + 48 KB. */
+/* A tuning knob, off by default and not yet run on a GPU: three consumers at DT 128 (D 80-128,
+ * and FP8 d128) keep P in a shared-memory tile per warpgroup and multiply P V as an SS wgmma, so P
+ * holds no registers while S_{j+1} is computed (O 64 + S 64 of the 160 registers three consumers
+ * get; with P in registers they spill). FA4's Hopper forward runs head dims 72-96 this way, on
+ * 192 x 144 tiles. bf16/fp16 need O staged in Q (HOPPER_O_OWN_MAX_D=64) so that Q, two stages of
+ * 128 keys and the P tiles fit: 48 + 128 + 48 KB; FP8 fits as it is (CFGF8_128_NWG=3). */
 #ifndef HOPPER_P_SMEM_NWG3
 #define HOPPER_P_SMEM_NWG3 0
 #endif
-#define HOPPER_P_SMEM(K, D, NWG)                                                                     \
-    (HOPPER_P_SMEM_NWG3 && (NWG) == 3 && HOPPER_DT(D) == 128 && ((K) == HK_BF16 || (K) == HK_F16))
-#define HOPPER_P_TILE_BYTES(BN) (HOPPER_WG_ROWS * (BN) * 2)
+#define HOPPER_P_SMEM(K, D, NWG) (HOPPER_P_SMEM_NWG3 && (NWG) == 3 && HOPPER_DT(D) == 128 && (K) != HK_TF32)
+#define HOPPER_P_TILE_BYTES(BN, K) (HOPPER_WG_ROWS * (BN) * HOPPER_IN_BYTES(K))
 
 /* Q buffers per consumer; tile k of a CTA uses buffer k % HOPPER_Q_BUFS. At d128 there is room for
  * a second Q (bf16: 225 of 227 KB), so the next tile's Q is in place before this tile ends and its
@@ -97,7 +96,7 @@ typedef struct hopper_args {
 #define HOPPER_P_OFF(D, NWG, BN, S, K)                                                                \
     (HOPPER_O_OFF(D, NWG, BN, S, K) + (HOPPER_O_SEPARATE(D, K) ? (NWG) * HOPPER_O_TILE_BYTES(D, K) : 0))
 #define HOPPER_BAR_OFF(D, NWG, BN, S, K)                                                              \
-    (HOPPER_P_OFF(D, NWG, BN, S, K) + (HOPPER_P_SMEM(K, D, NWG) ? (NWG) * HOPPER_P_TILE_BYTES(BN) : 0))
+    (HOPPER_P_OFF(D, NWG, BN, S, K) + (HOPPER_P_SMEM(K, D, NWG) ? (NWG) * HOPPER_P_TILE_BYTES(BN, K) : 0))
 /* The extra 1024 lets the kernel align the dynamic shared-memory base for the swizzle. */
 #define HOPPER_SMEM_BYTES(D, NWG, BN, S, K)                                                           \
     (HOPPER_BAR_OFF(D, NWG, BN, S, K) + 8 * (2 * HOPPER_Q_BUFS(D, K) * (NWG) + 4 * (S) + 4) + 2 * 4 + 1024)

@@ -59,9 +59,13 @@
 #define CFGF8_STAGES 2
 #endif
 /* The d128 FP8 kernel uses about 130 of 227 KB of shared memory, so it can take 3 or 4 stages (d256's
- * cannot): its own knob for that sweep. */
+ * cannot), or a third consumer with P through shared memory (config.cuh's HOPPER_P_SMEM_NWG3): its
+ * own knobs for those sweeps. */
 #ifndef CFGF8_128_STAGES
 #define CFGF8_128_STAGES CFGF8_STAGES
+#endif
+#ifndef CFGF8_128_NWG
+#define CFGF8_128_NWG CFGF8_NWG
 #endif
 
 /* fp32 I/O (tf32 copies, hopper/stage.cu): 4-byte tiles take twice the shared memory of bf16's,
@@ -157,7 +161,9 @@ static stage_layout staging(const fattn_params *p)
 /* Only for parameters fattn_hopper_serves accepted, so native_config is not NULL here. */
 static int rows_per_cta(const fattn_params *p)
 {
-    return (p->mode == FATTN_MODE_FP8 ? CFGF8_NWG : native_config(p)->nwg) * HOPPER_WG_ROWS;
+    if (p->mode == FATTN_MODE_FP8)
+        return (FP8_STORED_DIM(p->head_dim) == 128 ? CFGF8_128_NWG : CFGF8_NWG) * HOPPER_WG_ROWS;
+    return native_config(p)->nwg * HOPPER_WG_ROWS;
 }
 
 static int key_block(const fattn_params *p)
@@ -352,7 +358,7 @@ static fattn_status launch_dim(const fattn_params *p, const hopper_args *args, i
     if (p->mode == FATTN_MODE_FP8) {
         constexpr int K8 = K == HK_BF16 ? HK_E4M3_BF16 : HK_E4M3_F16;
         if (FP8_STORED_DIM(p->head_dim) == 128)
-            return launch<K8, 128, CFGF8_NWG, CFGF8_BN, CFGF8_128_STAGES, CAUSAL>(args, grid, stream);
+            return launch<K8, 128, CFGF8_128_NWG, CFGF8_BN, CFGF8_128_STAGES, CAUSAL>(args, grid, stream);
         return launch<K8, 256, CFGF8_NWG, CFGF8_BN, CFGF8_STAGES, CAUSAL>(args, grid, stream);
     }
     return launch_native<K, CAUSAL, NATIVE_CFGS>(native_config(p), args, grid, stream);

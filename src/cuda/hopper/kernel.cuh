@@ -54,16 +54,13 @@ template <int D> static __device__ __forceinline__ void turn_pass(int to)
 #define CONSUMER_STATE float *o, float *m, float *l, float *alpha, float *s, uint32_t *p, float *f
 #define CONSUMER_STATE_ARGS o, m, l, alpha, s, p, f
 
-/* P's registers: two bf16/fp16, four e4m3 or one tf32 probability each. */
-#define HOPPER_P_REGS(BN, K) (HK_FP8(K) ? (BN) / 8 : (K) == HK_TF32 ? (BN) / 2 : (BN) / 4)
-
 /* P for the next P V: in registers, or (HOPPER_P_SMEM) in the warpgroup's P tile, ordered before
  * the async proxy's read and complete in all four warps, whose rows the SS wgmma reads together. */
 template <int K, int D, int NWG, int BN>
 static __device__ __forceinline__ void make_p(const hopper_smem *c, int wg, int tid, const float *s, uint32_t *p)
 {
     if constexpr (HOPPER_P_SMEM(K, D, NWG)) {
-        probs_to_tile<K, BN>(s, c->p_tiles + wg * HOPPER_P_TILE_BYTES(BN), tid);
+        probs_to_tile<K, BN>(s, c->p_tiles + wg * HOPPER_P_TILE_BYTES(BN, K), tid);
         fence_proxy_async_smem();
         named_bar_sync(HOPPER_P_BAR + wg, 128);
     } else {
@@ -76,7 +73,7 @@ template <int K, int D, int NWG, int BN>
 static __device__ __forceinline__ void issue_p_v(const hopper_smem *c, int wg, float *o, const uint32_t *p,
                                                  uint32_t v_tile)
 {
-    if constexpr (HOPPER_P_SMEM(K, D, NWG)) issue_pv_ss<K, D, BN>(o, c->p_tiles + wg * HOPPER_P_TILE_BYTES(BN), v_tile);
+    if constexpr (HOPPER_P_SMEM(K, D, NWG)) issue_pv_ss<K, D, BN>(o, c->p_tiles + wg * HOPPER_P_TILE_BYTES(BN, K), v_tile);
     else issue_pv<K, D, BN>(o, p, v_tile);
 }
 

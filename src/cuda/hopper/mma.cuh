@@ -149,17 +149,27 @@ static __device__ __forceinline__ void issue_pv(float *o, const uint32_t *p, uin
     fence_accum<HOPPER_DT(D) / 2>(o);
 }
 
-/* The same product with P from the warpgroup's P tile (HOPPER_P_SMEM), stepped like Q in Q K^T. */
+/* The same product with P from the warpgroup's P tile (HOPPER_P_SMEM), stepped like Q in Q K^T;
+ * e4m3's V^T is K-major, stepped like K. */
 template <int K, int D, int BN>
 static __device__ __forceinline__ void issue_pv_ss(float *o, uint32_t p_tile, uint32_t v_tile)
 {
-    const uint64_t pd = wgmma_desc_sw128(p_tile, 16, 1024), vd = v_desc_mn<BN>(v_tile);
+    const uint64_t pd = wgmma_desc_sw128(p_tile, 16, 1024);
     fence_accum<HOPPER_DT(D) / 2>(o);
     wgmma_fence();
+    if constexpr (HK_FP8(K)) {
+        const uint64_t vd = wgmma_desc_sw128(v_tile, 16, 1024);
 #pragma unroll
-    for (int kk = 0; kk < BN / 16; ++kk)
-        wgmma_ss_mn<K, HOPPER_DT(D)>(o, wgmma_desc_advance(pd, kmajor_step(kk, HOPPER_WG_ROWS)),
-                                     wgmma_desc_advance(vd, kk * 2048), 1);
+        for (int kk = 0; kk < BN / 32; ++kk)
+            wgmma_ss<K, D>(o, wgmma_desc_advance(pd, kmajor_step(kk, HOPPER_WG_ROWS)),
+                           wgmma_desc_advance(vd, kmajor_step(kk, D)), 1);
+    } else {
+        const uint64_t vd = v_desc_mn<BN>(v_tile);
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; ++kk)
+            wgmma_ss_mn<K, HOPPER_DT(D)>(o, wgmma_desc_advance(pd, kmajor_step(kk, HOPPER_WG_ROWS)),
+                                         wgmma_desc_advance(vd, kk * 2048), 1);
+    }
     wgmma_commit();
     fence_accum<HOPPER_DT(D) / 2>(o);
 }

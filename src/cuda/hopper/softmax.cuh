@@ -122,6 +122,9 @@ static __device__ __forceinline__ uint32_t pack4_e4m3(float a, float b, float c,
     return lo | hi << 16;
 }
 
+/* P's registers: two bf16/fp16, four e4m3 or one tf32 probability each. */
+#define HOPPER_P_REGS(BN, K) (HK_FP8(K) ? (BN) / 8 : (K) == HK_TF32 ? (BN) / 2 : (BN) / 4)
+
 /* bf16/fp16: the accumulator layout of two adjacent column groups is exactly wgmma's register
  * layout of a 64x16 A fragment, so P converts in place: p[4kk..4kk+3] feed the k16 step kk of P.V.
  * e4m3: a k32 A fragment holds, per row, 4 consecutive k in each of two registers, where the
@@ -155,16 +158,30 @@ template <int K, int BN> static __device__ __forceinline__ void probs_to_a(const
     }
 }
 
-/* bf16/fp16 P into the warpgroup's P tile (HOPPER_P_SMEM, config.cuh), in the K-major swizzled
- * layout of a Q tile, for P V's SS wgmma. */
+/* P into the warpgroup's P tile (HOPPER_P_SMEM, config.cuh), in the K-major swizzled layout of a
+ * Q tile, for P V's SS wgmma. e4m3: each word of probs_to_a goes where its A fragment register
+ * reads, rows r and r + 8, k 4q..4q+3 and 16 + 4q.. of each 32-key step, so that V^T's permuted keys
+ * (hopper/quantize.cu) match as they do for P in registers. */
 template <int K, int BN> static __device__ __forceinline__ void probs_to_tile(const float *s, uint32_t p_tile, int tid)
 {
-    static_assert(K == HK_BF16 || K == HK_F16, "P goes through shared memory in bf16 or fp16 only");
+    static_assert(K != HK_TF32, "no P tile for tf32");
+    if constexpr (HK_FP8(K)) {
+        uint32_t w[HOPPER_P_REGS(BN, K)];
+        probs_to_a<K, BN>(s, w);
+        const int lane = tid % 32, r = 16 * (tid / 32) + lane / 4, k = 4 * (lane % 4);
 #pragma unroll
-    for (int g = 0; g < BN / 8; ++g)
+        for (int kk = 0; kk < BN / 32; ++kk)
 #pragma unroll
-        for (int h = 0; h < 2; ++h)
-            st_shared_u32(p_tile + accum_pair_offset<2>(tid, g, h), pack2<K == HK_BF16>(s[4 * g + 2 * h], s[4 * g + 2 * h + 1]));
+            for (int i = 0; i < 4; ++i)
+                st_shared_u32(p_tile + swizzled_offset<1>(r + 8 * (i % 2), 32 * kk + 16 * (i / 2) + k), w[4 * kk + i]);
+    } else {
+#pragma unroll
+        for (int g = 0; g < BN / 8; ++g)
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+                st_shared_u32(p_tile + accum_pair_offset<2>(tid, g, h),
+                              pack2<K == HK_BF16>(s[4 * g + 2 * h], s[4 * g + 2 * h + 1]));
+    }
 }
 
 #endif
