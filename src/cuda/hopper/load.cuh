@@ -84,9 +84,9 @@ static __device__ __forceinline__ void load_v_block(const hopper_args *a, const 
 /* Walks the same tiles as the consumers (choosing them when causal: scheduler.cuh), in the order
  * they consume: a turn issues Q K_{j+1}^T before P_j V_j, so K runs one block ahead of V (K_0, K_1,
  * V_0, K_2, V_1, ...), on across tiles (the next tile's K_0 before this tile's last V, as
- * chain_tiles issues them). Loading V_j before
- * K_{j+1} made K wait behind V_j's stage, which frees only when P_{j-2} V_{j-2} has completed in
- * every consumer: K then landed late (ncu: the consumers' waits for K took ~6% of their samples).
+ * chain_tiles issues them). Loading V_j before K_{j+1} made K wait behind V_j's stage, which frees
+ * only when P_{j-2} V_{j-2} has completed in every consumer: K then landed late (ncu: the
+ * consumers' waits for K took ~6% of their samples).
  * With two Q buffers the tile's Q goes first (its buffer was released a whole tile ago); with one,
  * Q waits for the previous epilogue, which needs the previous tile's last V, so Q follows it. */
 template <int K, int D, int NWG, int BN, int STAGES, bool CAUSAL>
