@@ -15,6 +15,7 @@ import sys
 # transposed (hopper/quantize.cu, hopper/stage.cu).
 SS_SHAPES = (64, 80, 112, 128, 176)
 RS_SHAPES = (64, 128, 192, 256)
+SS_MN_SHAPES = (128,)  # the P tile serves DT 128 kernels only
 TYPES = (("bf16", "bf16"), ("f16", "f16"))
 # (name, PTX type, k, SS shapes, RS shapes) of the K-major-only types
 KMAJOR_TYPES = (("e4m3", "e4m3", 32, (128,), (128, 256)), ("tf32", "tf32", 8, (64, 128), (64, 128)))
@@ -53,14 +54,14 @@ def wrapper(name, params, n_acc, pred_index, operands_text, inputs):
 def emit(out):
     out.write(HEADER)
     for tname, ptx in TYPES:
-        for n in sorted(set(SS_SHAPES) | set(RS_SHAPES)):
+        for n in sorted(set(SS_SHAPES) | set(RS_SHAPES) | set(SS_MN_SHAPES)):
             a = n // 2
             inst = f"wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{ptx}.{ptx}"
             if n in SS_SHAPES:  # d, A desc, B desc, scale-d, scale-a, scale-b, trans-a, trans-b
                 out.write(wrapper(f"wgmma_ss_{tname}_n{n}", "float *d, uint64_t da, uint64_t db, int scale_d", a,
                                   a + 2, f"{inst} {{{regs(0, a)}}}, %{a}, %{a + 1}, p, 1, 1, 0, 0",
                                   '"l"(da), "l"(db), "r"(scale_d)'))
-            if n in RS_SHAPES:  # P V with P from shared memory: B (V) MN-major, trans-b 1
+            if n in SS_MN_SHAPES:  # P V with P from shared memory: B (V) MN-major, trans-b 1
                 out.write(wrapper(f"wgmma_ss_mn_{tname}_n{n}", "float *d, uint64_t da, uint64_t db, int scale_d", a,
                                   a + 2, f"{inst} {{{regs(0, a)}}}, %{a}, %{a + 1}, p, 1, 1, 0, 1",
                                   '"l"(da), "l"(db), "r"(scale_d)'))

@@ -371,16 +371,17 @@ static fattn_status launch_tf32(const fattn_params *p, const hopper_args *args, 
     return launch_native<HK_TF32, CAUSAL, TF32_CFGS>(native_config(p), args, grid, stream);
 }
 
-/* Where the causal tile counter (scheduler.cuh) sits: past the pre-pass's copies, 256-byte aligned. */
-static size_t counter_offset(const fattn_params *p)
+/* Where the causal tile counter (scheduler.cuh) sits: past the pre-pass's copies (copy_bytes, FP8's
+ * or fp32's layout; 0 without a pre-pass), 256-byte aligned. */
+static size_t counter_offset(int64_t copy_bytes)
 {
-    const size_t copies = p->mode == FATTN_MODE_FP8 ? (size_t)fattn_fp8_layout(p).bytes : (size_t)staging(p).bytes;
-    return (copies + 255) / 256 * 256;
+    return ((size_t)copy_bytes + 255) / 256 * 256;
 }
 
 extern "C" size_t fattn_hopper_workspace_size(const fattn_params *p)
 {
-    return counter_offset(p) + (p->causal ? 256 : 0);
+    const int64_t copies = p->mode == FATTN_MODE_FP8 ? fattn_fp8_layout(p).bytes : staging(p).bytes;
+    return counter_offset(copies) + (p->causal ? 256 : 0);
 }
 
 /* Causal tiles go through the L2 in sections (scheduler.cuh): as many (batch, head) pairs, in whole
@@ -453,7 +454,7 @@ extern "C" fattn_status fattn_hopper_forward(const fattn_params *p, void *worksp
     if (p->mode == FATTN_MODE_FP8 && (st = fattn_fp8_quantise(p, &l, workspace, stream)) != FATTN_OK) return st;
     if (sl.bytes > 0 && (st = fattn_stage(p, &sl, workspace, stream)) != FATTN_OK) return st;
     if (p->causal) {
-        args.tile_counter = (int *)(ws + counter_offset(p));
+        args.tile_counter = (int *)(ws + counter_offset(p->mode == FATTN_MODE_FP8 ? l.bytes : sl.bytes));
         const cudaError_t e = cudaMemsetAsync(args.tile_counter, 0, sizeof(int), stream);
         if (e != cudaSuccess)
             return fattn_fail(FATTN_ERR_CUDA, "Hopper kernel: clearing the tile counter failed: %s", cudaGetErrorString(e));

@@ -62,23 +62,14 @@ static __device__ __forceinline__ void wgmma_rs(float *d, const uint32_t *a, uin
     }
 }
 
-/* P V with P from shared memory (HOPPER_P_SMEM): A K-major like Q, B (V) MN-major as for RS. */
+/* P V with P from shared memory (HOPPER_P_SMEM, DT 128 only): A K-major like Q, B (V) MN-major as
+ * for RS. */
 template <int K, int N>
 static __device__ __forceinline__ void wgmma_ss_mn(float *d, uint64_t da, uint64_t db, int scale_d)
 {
-    static_assert((K == HK_BF16 || K == HK_F16) && (N == 64 || N == 128 || N == 192 || N == 256),
-                  "no wgmma SS MN-major wrapper for this kind or tile width");
-    if constexpr (K == HK_BF16) {
-        if constexpr (N == 64) wgmma_ss_mn_bf16_n64(d, da, db, scale_d);
-        else if constexpr (N == 128) wgmma_ss_mn_bf16_n128(d, da, db, scale_d);
-        else if constexpr (N == 192) wgmma_ss_mn_bf16_n192(d, da, db, scale_d);
-        else wgmma_ss_mn_bf16_n256(d, da, db, scale_d);
-    } else {
-        if constexpr (N == 64) wgmma_ss_mn_f16_n64(d, da, db, scale_d);
-        else if constexpr (N == 128) wgmma_ss_mn_f16_n128(d, da, db, scale_d);
-        else if constexpr (N == 192) wgmma_ss_mn_f16_n192(d, da, db, scale_d);
-        else wgmma_ss_mn_f16_n256(d, da, db, scale_d);
-    }
+    static_assert((K == HK_BF16 || K == HK_F16) && N == 128, "no wgmma SS MN-major wrapper for this kind or tile width");
+    if constexpr (K == HK_BF16) wgmma_ss_mn_bf16_n128(d, da, db, scale_d);
+    else wgmma_ss_mn_f16_n128(d, da, db, scale_d);
 }
 
 template <int N> static __device__ __forceinline__ void fence_accum(float *d)

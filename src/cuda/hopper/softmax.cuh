@@ -159,28 +159,21 @@ template <int K, int BN> static __device__ __forceinline__ void probs_to_a(const
 }
 
 /* P into the warpgroup's P tile (HOPPER_P_SMEM, config.cuh), in the K-major swizzled layout of a
- * Q tile, for P V's SS wgmma. e4m3: each word of probs_to_a goes where its A fragment register
- * reads, rows r and r + 8, k 4q..4q+3 and 16 + 4q.. of each 32-key step, so that V^T's permuted keys
- * (hopper/quantize.cu) match as they do for P in registers. */
+ * Q tile, for P V's SS wgmma: each register of probs_to_a goes where that A-fragment register
+ * reads. bf16/fp16: register 2g + h holds row r + 8h, columns 8g + 2q and the next (accumulator
+ * pair (g, h)). e4m3: register 4kk + i holds row r + 8 (i % 2), k 4q..4q+3 of 32-key step kk, 16
+ * further for i >= 2, so V^T's permuted keys (hopper/quantize.cu) match as for P in registers. */
 template <int K, int BN> static __device__ __forceinline__ void probs_to_tile(const float *s, uint32_t p_tile, int tid)
 {
     static_assert(K != HK_TF32, "no P tile for tf32");
-    if constexpr (HK_FP8(K)) {
-        uint32_t w[HOPPER_P_REGS(BN, K)];
-        probs_to_a<K, BN>(s, w);
-        const int lane = tid % 32, r = 16 * (tid / 32) + lane / 4, k = 4 * (lane % 4);
+    uint32_t w[HOPPER_P_REGS(BN, K)];
+    probs_to_a<K, BN>(s, w);
+    const int lane = tid % 32, r = 16 * (tid / 32) + lane / 4;
 #pragma unroll
-        for (int kk = 0; kk < BN / 32; ++kk)
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-                st_shared_u32(p_tile + swizzled_offset<1>(r + 8 * (i % 2), 32 * kk + 16 * (i / 2) + k), w[4 * kk + i]);
-    } else {
-#pragma unroll
-        for (int g = 0; g < BN / 8; ++g)
-#pragma unroll
-            for (int h = 0; h < 2; ++h)
-                st_shared_u32(p_tile + accum_pair_offset<2>(tid, g, h),
-                              pack2<K == HK_BF16>(s[4 * g + 2 * h], s[4 * g + 2 * h + 1]));
+    for (int n = 0; n < HOPPER_P_REGS(BN, K); ++n) {
+        const uint32_t at = HK_FP8(K) ? swizzled_offset<1>(r + 8 * (n % 2), 32 * (n / 4) + 16 * (n % 4 / 2) + 4 * (lane % 4))
+                                      : accum_pair_offset<2>(tid, n / 2, n % 2);
+        st_shared_u32(p_tile + at, w[n]);
     }
 }
 
