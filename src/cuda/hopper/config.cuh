@@ -59,30 +59,27 @@ typedef struct hopper_args {
 #define HOPPER_TILE_BYTES(rows, D, K) ((rows) * HOPPER_DT(D) * HOPPER_IN_BYTES(K))
 #define HOPPER_O_TILE_BYTES(D, K) (HOPPER_WG_ROWS * HOPPER_DT(D) * HOPPER_OUT_BYTES(K))
 
+/* Three consumers at DT 128 (FP8 d128 by default; D 80-128 with hopper.cu's CFG128_NWG=3) keep P in
+ * a shared-memory tile per warpgroup and multiply P V as an SS wgmma, so P holds no registers while
+ * S_{j+1} is computed (O 64 + S 64 of the 160 registers three consumers get; with P in registers
+ * they spill). FA4's Hopper forward runs head dims 72-96 this way, on 192 x 144 tiles. */
+#define HOPPER_P_SMEM(K, D, NWG) ((NWG) == 3 && HOPPER_DT(D) == 128 && (K) != HK_TF32)
+#define HOPPER_P_TILE_BYTES(BN, K) (HOPPER_WG_ROWS * (BN) * HOPPER_IN_BYTES(K))
+
 /* Whether O is staged in its own tiles (so the next tile's Q can load while this tile's epilogue
- * runs) or in the warpgroup's Q tile (bf16 d256 and tf32: no room for both; an e4m3 Q tile is too
- * small to hold O, a tf32 one holds an fp32 O exactly). */
+ * runs) or in the warpgroup's Q tile: no room for both in bf16 d256, in tf32, and beside the P tiles
+ * of bf16/fp16 (48 KB of Q, 128 of K/V stages, 48 of P); an e4m3 Q tile is too small to hold O, a
+ * tf32 one holds an fp32 O exactly. */
 #ifndef HOPPER_O_OWN_MAX_D /* a tuning knob: the widest native D whose O has tiles of its own */
 #define HOPPER_O_OWN_MAX_D 128
 #endif
-#define HOPPER_O_SEPARATE(D, K) (HK_FP8(K) || ((D) <= HOPPER_O_OWN_MAX_D && (K) != HK_TF32))
-
-/* A tuning knob, off by default and not yet run on a GPU: three consumers at DT 128 (D 80-128,
- * and FP8 d128) keep P in a shared-memory tile per warpgroup and multiply P V as an SS wgmma, so P
- * holds no registers while S_{j+1} is computed (O 64 + S 64 of the 160 registers three consumers
- * get; with P in registers they spill). FA4's Hopper forward runs head dims 72-96 this way, on
- * 192 x 144 tiles. bf16/fp16 need O staged in Q (HOPPER_O_OWN_MAX_D=64) so that Q, two stages of
- * 128 keys and the P tiles fit: 48 + 128 + 48 KB; FP8 fits as it is (CFGF8_128_NWG=3). */
-#ifndef HOPPER_P_SMEM_NWG3
-#define HOPPER_P_SMEM_NWG3 0
-#endif
-#define HOPPER_P_SMEM(K, D, NWG) (HOPPER_P_SMEM_NWG3 && (NWG) == 3 && HOPPER_DT(D) == 128 && (K) != HK_TF32)
-#define HOPPER_P_TILE_BYTES(BN, K) (HOPPER_WG_ROWS * (BN) * HOPPER_IN_BYTES(K))
+#define HOPPER_O_SEPARATE(D, K, NWG)                                                                  \
+    (HK_FP8(K) || ((D) <= HOPPER_O_OWN_MAX_D && (K) != HK_TF32 && !HOPPER_P_SMEM(K, D, NWG)))
 
 /* Q buffers per consumer; tile k of a CTA uses buffer k % HOPPER_Q_BUFS. At d128 there is room for
  * a second Q (bf16: 225 of 227 KB), so the next tile's Q is in place before this tile ends and its
  * first Q K^T can be issued in this tile's last turn. A second buffer needs O's own tiles. */
-#define HOPPER_Q_BUFS(D, K) ((D) <= 128 && HOPPER_O_SEPARATE(D, K) ? 2 : 1)
+#define HOPPER_Q_BUFS(D, K, NWG) ((D) <= 128 && HOPPER_O_SEPARATE(D, K, NWG) ? 2 : 1)
 
 /* Offsets from the 1024-byte-aligned base: Q (HOPPER_Q_BUFS tiles per consumer, buffer-major), K
  * stages, V stages, O (one tile per consumer, when separate), P (one tile per consumer, with
@@ -90,16 +87,16 @@ typedef struct hopper_args {
  * q_empty[B][NWG], k_full[S], k_empty[S], v_full[S], v_empty[S], tile_full[2], tile_empty[2], and
  * the two tile numbers they guard (scheduler.cuh). */
 #define HOPPER_Q_OFF 0
-#define HOPPER_K_OFF(D, NWG, K) (HOPPER_Q_OFF + HOPPER_Q_BUFS(D, K) * (NWG) * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D, K))
+#define HOPPER_K_OFF(D, NWG, K) (HOPPER_Q_OFF + HOPPER_Q_BUFS(D, K, NWG) * (NWG) * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D, K))
 #define HOPPER_V_OFF(D, NWG, BN, S, K) (HOPPER_K_OFF(D, NWG, K) + (S) * HOPPER_TILE_BYTES(BN, D, K))
 #define HOPPER_O_OFF(D, NWG, BN, S, K) (HOPPER_V_OFF(D, NWG, BN, S, K) + (S) * HOPPER_TILE_BYTES(BN, D, K))
 #define HOPPER_P_OFF(D, NWG, BN, S, K)                                                                \
-    (HOPPER_O_OFF(D, NWG, BN, S, K) + (HOPPER_O_SEPARATE(D, K) ? (NWG) * HOPPER_O_TILE_BYTES(D, K) : 0))
+    (HOPPER_O_OFF(D, NWG, BN, S, K) + (HOPPER_O_SEPARATE(D, K, NWG) ? (NWG) * HOPPER_O_TILE_BYTES(D, K) : 0))
 #define HOPPER_BAR_OFF(D, NWG, BN, S, K)                                                              \
     (HOPPER_P_OFF(D, NWG, BN, S, K) + (HOPPER_P_SMEM(K, D, NWG) ? (NWG) * HOPPER_P_TILE_BYTES(BN, K) : 0))
 /* The extra 1024 lets the kernel align the dynamic shared-memory base for the swizzle. */
 #define HOPPER_SMEM_BYTES(D, NWG, BN, S, K)                                                           \
-    (HOPPER_BAR_OFF(D, NWG, BN, S, K) + 8 * (2 * HOPPER_Q_BUFS(D, K) * (NWG) + 4 * (S) + 4) + 2 * 4 + 1024)
+    (HOPPER_BAR_OFF(D, NWG, BN, S, K) + 8 * (2 * HOPPER_Q_BUFS(D, K, NWG) * (NWG) + 4 * (S) + 4) + 2 * 4 + 1024)
 
 /* Byte offset of element (row, col) of ELEM bytes in a swizzled 64-row tile (O's, and P's with
  * HOPPER_P_SMEM; TMA and wgmma see the same layout): the 16-byte unit index inside a 128-byte row
@@ -135,8 +132,8 @@ static __device__ __forceinline__ hopper_smem hopper_smem_map(uint32_t base)
 {
     hopper_smem m;
     m.q_full = base + HOPPER_BAR_OFF(D, NWG, BN, STAGES, K);
-    m.q_empty = m.q_full + 8 * HOPPER_Q_BUFS(D, K) * NWG;
-    m.k_full = m.q_empty + 8 * HOPPER_Q_BUFS(D, K) * NWG;
+    m.q_empty = m.q_full + 8 * HOPPER_Q_BUFS(D, K, NWG) * NWG;
+    m.k_full = m.q_empty + 8 * HOPPER_Q_BUFS(D, K, NWG) * NWG;
     m.k_empty = m.k_full + 8 * STAGES;
     m.v_full = m.k_empty + 8 * STAGES;
     m.v_empty = m.v_full + 8 * STAGES;
@@ -146,7 +143,7 @@ static __device__ __forceinline__ hopper_smem hopper_smem_map(uint32_t base)
     m.q_tiles = base + HOPPER_Q_OFF;
     m.k_tiles = base + HOPPER_K_OFF(D, NWG, K);
     m.v_tiles = base + HOPPER_V_OFF(D, NWG, BN, STAGES, K);
-    m.o_tiles = base + (HOPPER_O_SEPARATE(D, K) ? HOPPER_O_OFF(D, NWG, BN, STAGES, K) : HOPPER_Q_OFF);
+    m.o_tiles = base + (HOPPER_O_SEPARATE(D, K, NWG) ? HOPPER_O_OFF(D, NWG, BN, STAGES, K) : HOPPER_Q_OFF);
     m.p_tiles = base + HOPPER_P_OFF(D, NWG, BN, STAGES, K);
     return m;
 }

@@ -21,6 +21,8 @@
 #ifndef CFG64_STAGES
 #define CFG64_STAGES 2
 #endif
+/* Three consumers at D 80-128 (P through shared memory, config.cuh's HOPPER_P_SMEM) measured no
+ * faster than two at the long shapes and 17% slower at d128_1k (docs/perf-notes.md, v13). */
 #ifndef CFG128_NWG
 #define CFG128_NWG 2
 #endif
@@ -58,14 +60,14 @@
 #ifndef CFGF8_STAGES
 #define CFGF8_STAGES 2
 #endif
-/* The d128 FP8 kernel uses about 130 of 227 KB of shared memory, so it can take 3 or 4 stages (d256's
- * cannot), or a third consumer with P through shared memory (config.cuh's HOPPER_P_SMEM_NWG3): its
- * own knobs for those sweeps. */
+/* The d128 FP8 kernel has room for a third consumer with P through shared memory (config.cuh's
+ * HOPPER_P_SMEM; 184 of 227 KB; +3-6% on every FP8 d64/d128 shape, docs/perf-notes.md v13) or
+ * for 3-4 stages (d256's has not): its own knobs. */
 #ifndef CFGF8_128_STAGES
 #define CFGF8_128_STAGES CFGF8_STAGES
 #endif
 #ifndef CFGF8_128_NWG
-#define CFGF8_128_NWG CFGF8_NWG
+#define CFGF8_128_NWG 3
 #endif
 
 /* fp32 I/O (tf32 copies, hopper/stage.cu): 4-byte tiles take twice the shared memory of bf16's,

@@ -109,7 +109,7 @@ static __device__ __forceinline__ void wait_pv_rescale(int wg, float *o, uint32_
 template <int K, int D, int NWG>
 static __device__ __forceinline__ int q_slot(int k, int wg)
 {
-    return (k % HOPPER_Q_BUFS(D, K)) * NWG + wg;
+    return (k % HOPPER_Q_BUFS(D, K, NWG)) * NWG + wg;
 }
 
 /* The last visible key of the thread's two rows; returns the first key block with a column past
@@ -129,7 +129,7 @@ static __device__ __forceinline__ int tile_limits(const hopper_args *a, const ho
 /* Once S_j = Q K_j^T (the j-th of n key blocks, stage-ring position it) has completed: K_j's stage
  * goes back to the producer (and Q after the tile's last Q K^T, when O has its own tile), then S_j
  * is masked and folded into the running softmax. */
-template <int K, int D, int BN, int STAGES>
+template <int K, int D, int NWG, int BN, int STAGES>
 static __device__ __forceinline__ void scores_done(const hopper_smem *c, int tid, int it, int j, int n, int slot,
                                                    int first_masked, const int *last, float *s, float *m,
                                                    float *l, float *alpha, const float *f)
@@ -137,7 +137,7 @@ static __device__ __forceinline__ void scores_done(const hopper_smem *c, int tid
     const int lane = tid % 32;
     fence_accum<BN / 2>(s);
     if (lane == 0) mbar_arrive(c->k_empty + 8 * (it % STAGES));
-    if (HOPPER_O_SEPARATE(D, K) && j == n - 1 && lane == 0) mbar_arrive(c->q_empty + 8 * slot);
+    if (HOPPER_O_SEPARATE(D, K, NWG) && j == n - 1 && lane == 0) mbar_arrive(c->q_empty + 8 * slot);
     if (j >= first_masked) mask_scores<BN>(s, j * BN + 2 * (lane % 4), last);
     online_softmax<BN, HK_FP8(K)>(s, m, l, alpha, f[0]);
 }
@@ -176,14 +176,14 @@ static __device__ __forceinline__ void start_tile(const hopper_args *a, const ho
     const int slot = q_slot<K, D, NWG>(k, wg), st = it % STAGES;
     const int first_masked = tile_limits<BN, CAUSAL>(a, t, wg, tid, last);
     reset_rows<K, D>(a, t, wg, o, m, l, f);
-    mbar_wait(c->q_full + 8 * slot, (k / HOPPER_Q_BUFS(D, K)) & 1);
+    mbar_wait(c->q_full + 8 * slot, (k / HOPPER_Q_BUFS(D, K, NWG)) & 1);
     turn_wait<D>(wg);
     mbar_wait(c->k_full + 8 * st, (it / STAGES) & 1);
     issue_qk<K, D, BN>(s, c->q_tiles + slot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D, K),
                           c->k_tiles + st * HOPPER_TILE_BYTES(BN, D, K));
     turn_pass<D>((wg + 1) % NWG);
     wgmma_wait<0>();
-    scores_done<K, D, BN, STAGES>(c, tid, it, 0, t->n_blocks, slot, first_masked, last, s, m, l, alpha, f);
+    scores_done<K, D, NWG, BN, STAGES>(c, tid, it, 0, t->n_blocks, slot, first_masked, last, s, m, l, alpha, f);
     make_p<K, D, NWG, BN>(c, wg, tid, s, p);
 }
 
@@ -209,7 +209,7 @@ static __device__ __forceinline__ void middle_blocks(const hopper_args *a, const
         issue_p_v<K, D, NWG, BN>(c, wg, o, p, c->v_tiles + pst * HOPPER_TILE_BYTES(BN, D, K));
         turn_pass<D>((wg + 1) % NWG);
         wgmma_wait<1>();
-        scores_done<K, D, BN, STAGES>(c, tid, jt, j, n, slot, first_masked, last, s, m, l, alpha, f);
+        scores_done<K, D, NWG, BN, STAGES>(c, tid, jt, j, n, slot, first_masked, last, s, m, l, alpha, f);
         wait_pv_rescale<K, D, NWG, BN>(wg, o, p, alpha);
         if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * pst);
         make_p<K, D, NWG, BN>(c, wg, tid, s, p);
@@ -231,7 +231,7 @@ static __device__ __forceinline__ void finish_tile(const hopper_args *a, const h
     fence_p<K, D, NWG, BN>(p);
     if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * lst);
     const uint32_t o_tile = c->o_tiles + wg * HOPPER_O_TILE_BYTES(D, K);
-    write_output<K, D, HOPPER_O_SEPARATE(D, K)>(a, t, wg, tid, o, m, l, f, o_tile,
+    write_output<K, D, HOPPER_O_SEPARATE(D, K, NWG)>(a, t, wg, tid, o, m, l, f, o_tile,
                                                 c->q_empty + 8 * q_slot<K, D, NWG>(k, wg));
 }
 
@@ -249,7 +249,7 @@ static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const h
     turn_wait<D>(wg);
     mbar_wait(c->v_full + 8 * lst, (lt / STAGES) & 1);
     issue_p_v<K, D, NWG, BN>(c, wg, o, p, c->v_tiles + lst * HOPPER_TILE_BYTES(BN, D, K));
-    mbar_wait(c->q_full + 8 * nslot, ((k + 1) / HOPPER_Q_BUFS(D, K)) & 1);
+    mbar_wait(c->q_full + 8 * nslot, ((k + 1) / HOPPER_Q_BUFS(D, K, NWG)) & 1);
     mbar_wait(c->k_full + 8 * nst, (nit / STAGES) & 1);
     issue_qk<K, D, BN>(s, c->q_tiles + nslot * HOPPER_TILE_BYTES(HOPPER_WG_ROWS, D, K),
                           c->k_tiles + nst * HOPPER_TILE_BYTES(BN, D, K));
@@ -264,7 +264,7 @@ static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const h
     reset_rows<K, D>(a, next, wg, o, m, l, f);
     const int first_masked = tile_limits<BN, CAUSAL>(a, next, wg, tid, last);
     wgmma_wait<0>();
-    scores_done<K, D, BN, STAGES>(c, tid, nit, 0, next->n_blocks, nslot, first_masked, last, s, m, l, alpha, f);
+    scores_done<K, D, NWG, BN, STAGES>(c, tid, nit, 0, next->n_blocks, nslot, first_masked, last, s, m, l, alpha, f);
     make_p<K, D, NWG, BN>(c, wg, tid, s, p);
 }
 
@@ -276,7 +276,7 @@ static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const h
 template <int K, int D, int NWG, int BN, int STAGES, bool CAUSAL>
 static __device__ __forceinline__ void consume(const hopper_args *a, int wg, int tid, const hopper_smem *c)
 {
-    constexpr int QB = HOPPER_Q_BUFS(D, K);
+    constexpr int QB = HOPPER_Q_BUFS(D, K, NWG);
     float o[HOPPER_DT(D) / 2], m[2], l[2], alpha[2], s[BN / 2], f[2];
     uint32_t p[HOPPER_P_REGS(BN, K)];
     hopper_tile t, next;
@@ -318,10 +318,10 @@ __global__ void __launch_bounds__((NWG + 1) * 128, 1) hopper_fwd_kernel(const __
     const int wg = __shfl_sync(0xffffffffu, (int)threadIdx.x / 128, 0), tid = threadIdx.x % 128;
 
     if (threadIdx.x == 0) {
-        for (int w = 0; w < HOPPER_Q_BUFS(D, K) * NWG; ++w) {
+        for (int w = 0; w < HOPPER_Q_BUFS(D, K, NWG) * NWG; ++w) {
             mbar_init(sm.q_full + 8 * w, 1); /* the producer's expect_tx */
             /* every warp of the consumer after its last Q K^T, or the epilogue's store */
-            mbar_init(sm.q_empty + 8 * w, HOPPER_O_SEPARATE(D, K) ? 4 : 1);
+            mbar_init(sm.q_empty + 8 * w, HOPPER_O_SEPARATE(D, K, NWG) ? 4 : 1);
         }
         for (int s = 0; s < STAGES; ++s) {
             mbar_init(sm.k_full + 8 * s, 1);

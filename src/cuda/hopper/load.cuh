@@ -47,7 +47,7 @@ static __device__ __forceinline__ void load_v(uint32_t dst, const CUtensorMap *m
 template <int K, int D, int NWG>
 static __device__ __forceinline__ void load_q(const hopper_args *a, const hopper_tile *t, const hopper_smem *sm, int k)
 {
-    constexpr int B = HOPPER_Q_BUFS(D, K);
+    constexpr int B = HOPPER_Q_BUFS(D, K, NWG);
 #pragma unroll
     for (int w = 0; w < NWG; ++w) {
         const int slot = (k % B) * NWG + w;
@@ -92,7 +92,7 @@ static __device__ __forceinline__ void load_v_block(const hopper_args *a, const 
 template <int K, int D, int NWG, int BN, int STAGES, bool CAUSAL>
 static __device__ __forceinline__ void produce(const hopper_args *a, const hopper_smem *sm)
 {
-    constexpr int QB = HOPPER_Q_BUFS(D, K);
+    constexpr int QB = HOPPER_Q_BUFS(D, K, NWG);
     hopper_block v = {-1, 0, 0, 0}; /* the V still to load after the next K; it < 0: none */
     int it = 0, number = blockIdx.x;
     hopper_tile t;
