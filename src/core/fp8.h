@@ -66,17 +66,30 @@ FATTN_FP8_HD float fattn_fp8_c(int D)
 }
 
 /* x * 2^e, in two steps when 2^e is not a normal float; exact whenever the result is a normal
- * float (the only case the quantisation relies on: its scaled values lie in [2^-149, 512)). */
+ * float (the only case the quantisation relies on: its scaled values lie in [2^-149, 512)). The
+ * first step's factor (2^127, 2^-126, or 1 where 2^e is normal) comes from fattn_fp8_scale2_first,
+ * which leaves in *e the exponent of the second, a normal power of two (fattn_fp8_pow2), so that a
+ * kernel scaling many values by one 2^e splits it once. */
+FATTN_FP8_HD float fattn_fp8_scale2_first(int *e)
+{
+    if (*e > 127) {
+        *e = *e - 127 > 127 ? 127 : *e - 127;
+        return fattn_fp8_float(254u << 23); /* 2^127 */
+    }
+    if (*e < -126) {
+        *e = *e + 126 < -126 ? -126 : *e + 126;
+        return fattn_fp8_float(1u << 23); /* 2^-126 */
+    }
+    return 1.0f;
+}
+
+/* 2^e for -126 <= e <= 127. */
+FATTN_FP8_HD float fattn_fp8_pow2(int e) { return fattn_fp8_float((uint32_t)(e + 127) << 23); }
+
 FATTN_FP8_HD float fattn_fp8_scale2(float x, int e)
 {
-    if (e > 127) {
-        x *= fattn_fp8_float(254u << 23); /* 2^127 */
-        e = e - 127 > 127 ? 127 : e - 127;
-    } else if (e < -126) {
-        x *= fattn_fp8_float(1u << 23); /* 2^-126 */
-        e = e + 126 < -126 ? -126 : e + 126;
-    }
-    return x * fattn_fp8_float((uint32_t)(e + 127) << 23);
+    const float first = fattn_fp8_scale2_first(&e);
+    return x * first * fattn_fp8_pow2(e);
 }
 
 /* E(amax): amax * 2^-E in [1, 2); E(0) = 0 (an all-zero block needs no scale). */

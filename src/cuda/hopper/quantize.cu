@@ -25,15 +25,22 @@
 #include "quantize.h"
 #include "view.cuh"
 
-#define PASS_THREADS 256
+/* Threads per CTA of both launches at head dim D: 128 up to d128 give each thread twice the rows of
+ * 256, over which a CTA's fixed work (the role's index arithmetic, the scales, the block reduction)
+ * is spread; the quantise launch measured 10-14% faster at d64/d128 (docs/perf-notes.md, v14). At
+ * d256 a thread's 16 rows of Q would not fit its registers. */
+#ifndef FP8_PASS_NARROW_MAX_D
+#define FP8_PASS_NARROW_MAX_D 128
+#endif
+#define PASS_THREADS(D) ((D) <= FP8_PASS_NARROW_MAX_D ? 128 : 256)
 #define ROW_BLOCK FP8_Q_BLOCK /* rows a CTA of the amax or of the Q/K quantisation takes */
 #define V_KEYS 128            /* keys a V CTA takes: 128-byte segments of V^T's rows */
 
 
 /* A row of D elements spread over D / 8 consecutive lanes (eight elements each), so a CTA covers
- * PASS_THREADS / (D / 8) rows at a time. */
+ * PASS_THREADS(D) / (D / 8) rows at a time. */
 template <int D> struct row_geom {
-    static constexpr int lanes = D / 8, rows = PASS_THREADS / lanes;
+    static constexpr int lanes = D / 8, rows = PASS_THREADS(D) / lanes;
     static_assert(lanes <= 32 && (lanes & (lanes - 1)) == 0, "a row's lanes are a power-of-two part of a warp");
 };
 
@@ -102,14 +109,14 @@ static __device__ __forceinline__ float warp_max(float x)
 }
 
 /* The CTA's maximum of x, in every thread; red holds a float per warp. */
-static __device__ __forceinline__ float block_max(float x, float *red)
+template <int THREADS> static __device__ __forceinline__ float block_max(float x, float *red)
 {
     x = warp_max(x);
     if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = x;
     __syncthreads();
     float m = red[0];
 #pragma unroll
-    for (int w = 1; w < PASS_THREADS / 32; ++w) m = fmaxf(m, red[w]);
+    for (int w = 1; w < THREADS / 32; ++w) m = fmaxf(m, red[w]);
     return m;
 }
 
@@ -120,14 +127,41 @@ static __device__ __forceinline__ float poisoned(bool infinite, float factor)
     return infinite ? __int_as_float(0x7fc00000) : factor;
 }
 
-/* R(x) of fp8.h for the row that the lanes of row_geom<D> hold, element col0 + i in x[i], in
- * fattn_fp8_rotate's stage order: in-lane butterflies for h = 1, 2, 4, then shuffles with the lane
- * h / 8 away. The upper element of a pair computes lower - upper, as the serial loop does. */
-template <int D> static __device__ __forceinline__ void rotate8(float *x, int col0)
+/* A block's scaling by 2^e (fattn_fp8_scale2, split once: x * first * pow2), folded with the random
+ * signs of the lane's eight columns col0.. (fp8.h's R starts with them): sign * 2^e is exact, so
+ * x * first * f[i] has the bits of scale2(x, e) * sign(col0 + i), two multiplies where the
+ * element-wise form took a dozen instructions (the pass was issue-bound: docs/perf-notes.md). */
+struct lane_scale {
+    float first, f[8];
+};
+
+static __device__ __forceinline__ lane_scale make_lane_scale(int e, int col0, bool signs)
+{
+    lane_scale ls;
+    ls.first = fattn_fp8_scale2_first(&e);
+    const float p = fattn_fp8_pow2(e);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) ls.f[i] = signs ? fattn_fp8_sign(col0 + i) * p : p;
+    return ls;
+}
+
+static __device__ __forceinline__ void apply_scale(float *x, const lane_scale &ls)
+{
+    if (ls.first != 1.0f) /* uniform: the block's exponent */
+#pragma unroll
+        for (int i = 0; i < 8; ++i) x[i] *= ls.first;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) x[i] *= ls.f[i];
+}
+
+/* The butterflies of fp8.h's R (its signs are lane_scale's) for the row that the lanes of
+ * row_geom<D> hold, element col0 + i in x[i], in fattn_fp8_rotate's stage order: in-lane for
+ * h = 1, 2, 4, then shuffles with the lane h / 8 away, where the upper element of a pair
+ * computes lower - upper as the serial loop does: fma(upper, -1, lower) rounds that difference
+ * once, as the subtraction does. */
+template <int D> static __device__ __forceinline__ void butterflies8(float *x, int col0)
 {
     const int N = fattn_fp8_hadamard_n(D);
-#pragma unroll
-    for (int i = 0; i < 8; ++i) x[i] *= fattn_fp8_sign(col0 + i);
 #pragma unroll
     for (int h = 1; h < 8 && h < N; h *= 2)
 #pragma unroll
@@ -138,12 +172,11 @@ template <int D> static __device__ __forceinline__ void rotate8(float *x, int co
                 x[i + h] = a - b;
             }
 #pragma unroll
-    for (int h = 8; h < N; h *= 2)
+    for (int h = 8; h < N; h *= 2) {
+        const float sign = (col0 & h) ? -1.0f : 1.0f;
 #pragma unroll
-        for (int i = 0; i < 8; ++i) {
-            const float other = __shfl_xor_sync(0xffffffffu, x[i], h / 8);
-            x[i] = (col0 & h) ? other - x[i] : x[i] + other;
-        }
+        for (int i = 0; i < 8; ++i) x[i] = fmaf(x[i], sign, __shfl_xor_sync(0xffffffffu, x[i], h / 8));
+    }
 }
 
 /* The arguments of the quantisation launch; the CTA index picks the role: q_ctas Q blocks, then
@@ -179,13 +212,13 @@ static __device__ __forceinline__ void quantise_rows(const uint4 *raw, int e, in
     using G = row_geom<D>;
     constexpr int PD = FP8_STORED_DIM(D);
     const int col0 = 8 * (threadIdx.x % G::lanes), r = threadIdx.x / G::lanes;
+    const lane_scale ls = make_lane_scale(-e, col0, true);
 #pragma unroll
     for (int k = 0; k < ROW_BLOCK / G::rows; ++k) {
         float x[8];
         unpack8<T>(raw[k], x);
-#pragma unroll
-        for (int i = 0; i < 8; ++i) x[i] = fattn_fp8_scale2(x[i], -e);
-        rotate8<D>(x, col0); /* every lane: the shuffles need the whole warp */
+        apply_scale(x, ls);
+        butterflies8<D>(x, col0); /* every lane: the shuffles need the whole warp */
         const int row = k * G::rows + r;
         if (row < rows) {
             uint8_t *out = dst + (size_t)row * PD;
@@ -206,7 +239,7 @@ static __device__ __forceinline__ void quantise_q(const pass_args<T> &a, int i, 
     float m = 0.0f;
 #pragma unroll
     for (int k = 0; k < ROW_BLOCK / row_geom<D>::rows; ++k) m = amax8<T>(m, raw[k]);
-    const float amax_q = block_max(m, red), amax_k = __uint_as_float(a.amax_k[b * l.heads_kv + h / l.group]);
+    const float amax_q = block_max<PASS_THREADS(D)>(m, red), amax_k = __uint_as_float(a.amax_k[b * l.heads_kv + h / l.group]);
     const int eq = fattn_fp8_exponent(amax_q), ek = fattn_fp8_exponent(amax_k);
     if (threadIdx.x == 0) {
         const float c = fattn_fp8_c(D);
@@ -266,13 +299,13 @@ static __device__ __forceinline__ void quantise_v(const pass_args<T> &a, int i, 
     if (blk == 0 && threadIdx.x == 0)
         a.v_factor[slot] = poisoned(isinf(amax_v), fattn_fp8_scale2(1.0f / FATTN_FP8_P_SCALE, ev - FP8_V_SHIFT));
     const int col0 = 8 * (threadIdx.x % G::lanes), r = threadIdx.x / G::lanes;
+    const lane_scale ls = make_lane_scale(FP8_V_SHIFT - ev, col0, false);
 #pragma unroll
     for (int k = 0; k < V_KEYS / G::rows; ++k) {
         const int t = k * G::rows + r;
         float x[8];
         unpack8<T>(t0 + t < l.seqlen_kv ? load8<T, VEC>(a.v.row(b, t0 + t, g) + col0) : make_uint4(0, 0, 0, 0), x);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) x[j] = fattn_fp8_scale2(x[j], FP8_V_SHIFT - ev);
+        apply_scale(x, ls);
         const uint2 q = to_e4m3x8(x, 1.0f);
         tile[t * W + col0 / 4] = q.x;
         tile[t * W + col0 / 4 + 1] = q.y;
@@ -280,10 +313,11 @@ static __device__ __forceinline__ void quantise_v(const pass_args<T> &a, int i, 
     __syncthreads();
     uint8_t *out = a.vt8 + (size_t)slot * PD * l.keys_pad + t0;
     constexpr int GROUPS = PD / 4; /* words of a key: four head-dim rows each */
-    static_assert(GROUPS * (V_KEYS / 16) % PASS_THREADS == 0, "every thread takes the same number of groups");
+    constexpr int TH = PASS_THREADS(D);
+    static_assert(GROUPS * (V_KEYS / 16) % TH == 0, "every thread takes the same number of groups");
 #pragma unroll
-    for (int n = 0; n < GROUPS * (V_KEYS / 16) / PASS_THREADS; ++n) {
-        const int it = threadIdx.x + n * PASS_THREADS, lane = it % 32, wi = it / 32;
+    for (int n = 0; n < GROUPS * (V_KEYS / 16) / TH; ++n) {
+        const int it = threadIdx.x + n * TH, lane = it % 32, wi = it / 32;
         const int dg = wi % (GROUPS / 16) * 16 + lane % 16, s0 = 16 * (wi / (GROUPS / 16) * 2 + lane / 16);
         if (t0 + s0 >= l.keys_pad) continue;
         uint4 rows4[4] = {};
@@ -302,11 +336,11 @@ static __device__ __forceinline__ void quantise_v(const pass_args<T> &a, int i, 
 }
 
 /* grid: the ROW_BLOCK-key blocks of every (batch, kv head), flat. */
-template <typename T, int D, bool VEC> __global__ void __launch_bounds__(PASS_THREADS)
+template <typename T, int D, bool VEC> __global__ void __launch_bounds__(PASS_THREADS(D))
     fp8_amax_kernel(view<T> k, view<T> v, int seqlen_kv, int heads_kv, unsigned *amax_k, unsigned *amax_v)
 {
     using G = row_geom<D>;
-    __shared__ float red[2][PASS_THREADS / 32];
+    __shared__ float red[2][PASS_THREADS(D) / 32];
     const int kb = (seqlen_kv + ROW_BLOCK - 1) / ROW_BLOCK, i = blockIdx.x;
     const int blk = i % kb, g = i / kb % heads_kv, b = i / kb / heads_kv;
     const int col0 = 8 * (threadIdx.x % G::lanes), r = threadIdx.x / G::lanes;
@@ -319,15 +353,15 @@ template <typename T, int D, bool VEC> __global__ void __launch_bounds__(PASS_TH
             mv = amax8<T>(mv, load8<T, VEC>(v.row(b, t, g) + col0));
         }
     }
-    mk = block_max(mk, red[0]);
-    mv = block_max(mv, red[1]);
+    mk = block_max<PASS_THREADS(D)>(mk, red[0]);
+    mv = block_max<PASS_THREADS(D)>(mv, red[1]);
     if (threadIdx.x == 0) {
         atomicMax(&amax_k[b * heads_kv + g], __float_as_uint(mk));
         atomicMax(&amax_v[b * heads_kv + g], __float_as_uint(mv));
     }
 }
 
-template <typename T, int D, bool VEC> __global__ void __launch_bounds__(PASS_THREADS)
+template <typename T, int D, bool VEC> __global__ void __launch_bounds__(PASS_THREADS(D))
     fp8_quantise_kernel(pass_args<T> a)
 {
     __shared__ uint32_t smem[V_KEYS * (D / 4 + 1)];
@@ -394,8 +428,8 @@ static fattn_status quantise(const fattn_params *p, const fp8_layout *l, uint8_t
     cudaError_t e = cudaMemsetAsync(amax, 0, 2 * (size_t)slots * sizeof(unsigned), stream);
     if (e == cudaSuccess) {
         fp8_amax_kernel<T, D, VEC>
-            <<<(unsigned)k_ctas, PASS_THREADS, 0, stream>>>(a.k, a.v, l->seqlen_kv, l->heads_kv, amax, amax + slots);
-        fp8_quantise_kernel<T, D, VEC><<<(unsigned)(q_ctas + k_ctas + v_ctas), PASS_THREADS, 0, stream>>>(a);
+            <<<(unsigned)k_ctas, PASS_THREADS(D), 0, stream>>>(a.k, a.v, l->seqlen_kv, l->heads_kv, amax, amax + slots);
+        fp8_quantise_kernel<T, D, VEC><<<(unsigned)(q_ctas + k_ctas + v_ctas), PASS_THREADS(D), 0, stream>>>(a);
         e = cudaGetLastError();
     }
     if (e != cudaSuccess) return fattn_fail(FATTN_ERR_CUDA, "FP8 quantisation pass failed: %s", cudaGetErrorString(e));
