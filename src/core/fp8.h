@@ -65,11 +65,11 @@ FATTN_FP8_HD float fattn_fp8_c(int D)
     return c;
 }
 
-/* x * 2^e, in two steps when 2^e is not a normal float; exact whenever the result is a normal
- * float (the only case the quantisation relies on: its scaled values lie in [2^-149, 512)). The
- * first step's factor (2^127, 2^-126, or 1 where 2^e is normal) comes from fattn_fp8_scale2_first,
- * which leaves in *e the exponent of the second, a normal power of two (fattn_fp8_pow2), so that a
- * kernel scaling many values by one 2^e splits it once. */
+/* x * 2^e: one multiply, rounded once (a subnormal product included), where 2^e is a normal float;
+ * two steps otherwise, exact whenever the result is a normal float. The first step's factor
+ * (2^127, 2^-126, or 1 where 2^e is normal) comes from fattn_fp8_scale2_first, which leaves in *e
+ * the exponent of the second, a normal power of two (fattn_fp8_pow2), so that a kernel scaling
+ * many values by one 2^e splits it once. */
 FATTN_FP8_HD float fattn_fp8_scale2_first(int *e)
 {
     if (*e > 127) {

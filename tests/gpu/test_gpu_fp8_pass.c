@@ -58,7 +58,7 @@ static void fill(const pass_case *c, gpu_rng *r, host_tensor *t, int64_t s_len, 
 
 /* Special entries: an Inf (its Q block's or K/V head's factor must be NaN), a NaN (passed over by
  * amax, its own bytes 0x7F), an all-zero Q block (E = 0), a row 2^-100 below its block's amax
- * (fp16: as far as its subnormals go). */
+ * (fp16: as far as its subnormals go), and in bf16 a row of subnormals 2^149 below it. */
 static void add_specials(const pass_case *c, host_tensor *q, host_tensor *k, host_tensor *v)
 {
     const float tiny = c->dtype == FATTN_DTYPE_BF16 ? 0x1p-100f : 0x1p-20f;
@@ -75,6 +75,17 @@ static void add_specials(const pass_case *c, host_tensor *q, host_tensor *k, hos
     for (int64_t d = 0; d < c->d; d++) at(k, 0, 0, 0)[d] *= tiny;
     at(v, 0, last_k, 0)[c->d / 2] = INFINITY;
     at(v, c->b - 1, 0, c->hkv - 1)[2] = NAN;
+    if (c->dtype == FATTN_DTYPE_BF16 && c->sq > 2 && c->skv > 2) {
+        /* bf16 subnormals under an amax of 2^20: x * 2^-20 is an inexact fp32 subnormal, which a
+         * multiply contracted into the rotation's first add would round differently */
+        host_tensor *t[2] = {q, k};
+        for (int i = 0; i < 2; i++) {
+            float *row = at(t[i], 0, 1, 0);
+            for (int64_t d = 0; d < c->d; d++) row[d] = -0.0f;
+            row[0] = 0x1.4p-129f, row[1] = -0x1p-129f;
+            at(t[i], 0, 2, 0)[0] = 0x1p20f;
+        }
+    }
 }
 
 static float amax_of(const pass_case *c, const host_tensor *t, int64_t b, int64_t h, int64_t s0, int64_t s1)

@@ -60,9 +60,10 @@
 #ifndef CFGF8_STAGES
 #define CFGF8_STAGES 2
 #endif
-/* The d128 FP8 kernel has room for a third consumer with P through shared memory (config.cuh's
- * HOPPER_P_SMEM; 184 of 227 KB; +3-6% on every FP8 d64/d128 shape, docs/perf-notes.md v13) or
- * for 3-4 stages (d256's has not): its own knobs. */
+/* The d128 FP8 kernel takes a third consumer with P through shared memory (config.cuh's
+ * HOPPER_P_SMEM; 184 of 227 KB; +2 to +7% on the FP8 d64/d128 shapes from 4k keys, -0.4 and -1.5%
+ * at 1k: docs/perf-notes.md v13); with two it had room for 3-4 stages, with three for 3 (d256's
+ * for none): its own knobs. */
 #ifndef CFGF8_128_STAGES
 #define CFGF8_128_STAGES CFGF8_STAGES
 #endif

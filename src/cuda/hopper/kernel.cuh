@@ -2,7 +2,8 @@
  *
  * Warpgroup 0 gives up registers and produces (load.cuh); warpgroups 1..NWG take them and each
  * computes 64 query rows: S = Q K^T (wgmma, SS), online softmax in registers, O += P V (wgmma,
- * RS, P never leaves registers), then the epilogue. */
+ * RS with P in registers; SS from a P tile in shared memory with three consumers at 128-column
+ * tiles, config.cuh's HOPPER_P_SMEM), then the epilogue. */
 #ifndef FATTN_HOPPER_KERNEL_CUH
 #define FATTN_HOPPER_KERNEL_CUH
 

@@ -27,7 +27,7 @@
 
 /* Threads per CTA of both launches at head dim D: 128 up to d128 give each thread twice the rows of
  * 256, over which a CTA's fixed work (the role's index arithmetic, the scales, the block reduction)
- * is spread; the quantise launch measured 10-14% faster at d64/d128 (docs/perf-notes.md, v14). At
+ * is spread; the quantise launch measured 9% faster at d128, 14% at d64 (docs/perf-notes.md, v14). At
  * d256 a thread's 16 rows of Q would not fit its registers. */
 #ifndef FP8_PASS_NARROW_MAX_D
 #define FP8_PASS_NARROW_MAX_D 128
@@ -35,7 +35,6 @@
 #define PASS_THREADS(D) ((D) <= FP8_PASS_NARROW_MAX_D ? 128 : 256)
 #define ROW_BLOCK FP8_Q_BLOCK /* rows a CTA of the amax or of the Q/K quantisation takes */
 #define V_KEYS 128            /* keys a V CTA takes: 128-byte segments of V^T's rows */
-
 
 /* A row of D elements spread over D / 8 consecutive lanes (eight elements each), so a CTA covers
  * PASS_THREADS(D) / (D / 8) rows at a time. */
@@ -130,7 +129,10 @@ static __device__ __forceinline__ float poisoned(bool infinite, float factor)
 /* A block's scaling by 2^e (fattn_fp8_scale2, split once: x * first * pow2), folded with the random
  * signs of the lane's eight columns col0.. (fp8.h's R starts with them): sign * 2^e is exact, so
  * x * first * f[i] has the bits of scale2(x, e) * sign(col0 + i), two multiplies where the
- * element-wise form took a dozen instructions (the pass was issue-bound: docs/perf-notes.md). */
+ * element-wise form took a dozen instructions (the pass was issue-bound: docs/perf-notes.md, v14).
+ * The products are rounded on their own (__fmul_rn): ptxas otherwise contracts x * f[i] into the
+ * first butterfly's add, rounding product and sum once, which differs from fp8.h where x * 2^e is
+ * an inexact subnormal (bf16 inputs 2^141 below their block's amax). */
 struct lane_scale {
     float first, f[8];
 };
@@ -149,9 +151,9 @@ static __device__ __forceinline__ void apply_scale(float *x, const lane_scale &l
 {
     if (ls.first != 1.0f) /* uniform: the block's exponent */
 #pragma unroll
-        for (int i = 0; i < 8; ++i) x[i] *= ls.first;
+        for (int i = 0; i < 8; ++i) x[i] = __fmul_rn(x[i], ls.first);
 #pragma unroll
-    for (int i = 0; i < 8; ++i) x[i] *= ls.f[i];
+    for (int i = 0; i < 8; ++i) x[i] = __fmul_rn(x[i], ls.f[i]);
 }
 
 /* The butterflies of fp8.h's R (its signs are lane_scale's) for the row that the lanes of
