@@ -81,9 +81,23 @@ typedef struct hopper_args {
  * first Q K^T can be issued in this tile's last turn. A second buffer needs O's own tiles. */
 #define HOPPER_Q_BUFS(D, K, NWG) ((D) <= 128 && HOPPER_O_SEPARATE(D, K, NWG) ? 2 : 1)
 
+/* A tuning knob, off by default and not yet run on a GPU: FP8 mode's row sums on the tensor cores.
+ * P V also multiplies P by an 8 x BN tile of e4m3 ones (HOPPER_ONES_BYTES, written once per CTA),
+ * so O's accumulator gains a column group whose every column is the row's sum of the rounded P,
+ * and the softmax drops its FADD per score (13% of the FP8 loop's instructions, docs/perf-notes.md).
+ * l then sums the e4m3 P that P V multiplies rather than the exact p, which src/cpu/fp8.c does not
+ * (yet): the GPU tests' 1e-2 bound against it is the check while this is measured. */
+#ifndef HOPPER_FP8_L_MMA
+#define HOPPER_FP8_L_MMA 0
+#endif
+#define HOPPER_L_MMA(K) (HOPPER_FP8_L_MMA && HK_FP8(K))
+#define HOPPER_ONES_BYTES(K) (HOPPER_L_MMA(K) ? 1024 : 0)
+/* Columns of O's accumulator: the tile's, and the row sums' group with HOPPER_L_MMA. */
+#define HOPPER_ACC_COLS(D, K) (HOPPER_DT(D) + (HOPPER_L_MMA(K) ? 8 : 0))
+
 /* Offsets from the 1024-byte-aligned base: Q (HOPPER_Q_BUFS tiles per consumer, buffer-major), K
  * stages, V stages, O (one tile per consumer, when separate), P (one tile per consumer, with
- * HOPPER_P_SMEM), then the mbarriers: q_full[B][NWG],
+ * HOPPER_P_SMEM), the ones tile (HOPPER_L_MMA), then the mbarriers: q_full[B][NWG],
  * q_empty[B][NWG], k_full[S], k_empty[S], v_full[S], v_empty[S], tile_full[2], tile_empty[2], and
  * the two tile numbers they guard (scheduler.cuh). */
 #define HOPPER_Q_OFF 0
@@ -92,8 +106,9 @@ typedef struct hopper_args {
 #define HOPPER_O_OFF(D, NWG, BN, S, K) (HOPPER_V_OFF(D, NWG, BN, S, K) + (S) * HOPPER_TILE_BYTES(BN, D, K))
 #define HOPPER_P_OFF(D, NWG, BN, S, K)                                                                \
     (HOPPER_O_OFF(D, NWG, BN, S, K) + (HOPPER_O_SEPARATE(D, K, NWG) ? (NWG) * HOPPER_O_TILE_BYTES(D, K) : 0))
-#define HOPPER_BAR_OFF(D, NWG, BN, S, K)                                                              \
+#define HOPPER_ONES_OFF(D, NWG, BN, S, K)                                                             \
     (HOPPER_P_OFF(D, NWG, BN, S, K) + (HOPPER_P_SMEM(K, D, NWG) ? (NWG) * HOPPER_P_TILE_BYTES(BN, K) : 0))
+#define HOPPER_BAR_OFF(D, NWG, BN, S, K) (HOPPER_ONES_OFF(D, NWG, BN, S, K) + HOPPER_ONES_BYTES(K))
 /* The extra 1024 lets the kernel align the dynamic shared-memory base for the swizzle. */
 #define HOPPER_SMEM_BYTES(D, NWG, BN, S, K)                                                           \
     (HOPPER_BAR_OFF(D, NWG, BN, S, K) + 8 * (2 * HOPPER_Q_BUFS(D, K, NWG) * (NWG) + 4 * (S) + 4) + 2 * 4 + 1024)
@@ -125,6 +140,7 @@ typedef struct hopper_smem {
     uint32_t q_full, q_empty, k_full, k_empty, v_full, v_empty, tile_full, tile_empty, tile_numbers;
     uint32_t q_tiles, k_tiles, v_tiles, o_tiles; /* o_tiles: the Q tiles when O has none of its own */
     uint32_t p_tiles;                            /* with HOPPER_P_SMEM only */
+    uint32_t ones_tile;                          /* with HOPPER_L_MMA only */
 } hopper_smem;
 
 template <int K, int D, int NWG, int BN, int STAGES>
@@ -145,6 +161,7 @@ static __device__ __forceinline__ hopper_smem hopper_smem_map(uint32_t base)
     m.v_tiles = base + HOPPER_V_OFF(D, NWG, BN, STAGES, K);
     m.o_tiles = base + (HOPPER_O_SEPARATE(D, K, NWG) ? HOPPER_O_OFF(D, NWG, BN, STAGES, K) : HOPPER_Q_OFF);
     m.p_tiles = base + HOPPER_P_OFF(D, NWG, BN, STAGES, K);
+    m.ones_tile = base + HOPPER_ONES_OFF(D, NWG, BN, STAGES, K);
     return m;
 }
 

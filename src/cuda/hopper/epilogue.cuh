@@ -14,7 +14,9 @@
 /* wg: consumer index; tid: thread in the warpgroup; f: the tile's factors (kernel.cuh). With
  * SEPARATE, o_tile is the warpgroup's own O tile, reused once the previous tile's store has read
  * it; otherwise it is the Q tile, handed back to the producer through q_empty once this store has
- * read it. The row sums l hold 2^HOPPER_P_LOG2 times the sums of probabilities (softmax.cuh). */
+ * read it. The row sums l hold 2^HOPPER_P_LOG2 times the sums of probabilities (softmax.cuh), a
+ * quarter of each row's in each thread of its quad; with HOPPER_L_MMA they are O's last column
+ * group, whole in every thread. */
 template <int K, int D, bool SEPARATE>
 static __device__ __forceinline__ void write_output(const hopper_args *a, const hopper_tile *t, int wg, int tid,
                                                     float *o, const float *m, float *l, const float *f,
@@ -24,7 +26,7 @@ static __device__ __forceinline__ void write_output(const hopper_args *a, const 
     float inv[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-        l[h] = quad_sum(l[h]);
+        l[h] = HOPPER_L_MMA(K) ? o[HOPPER_DT(D) / 2 + 2 * h] : quad_sum(l[h]);
         inv[h] = l[h] > 0.0f ? f[1] * (float)(1 << HOPPER_P_LOG2(HK_FP8(K))) / l[h] : 0.0f;
     }
     if (SEPARATE) {

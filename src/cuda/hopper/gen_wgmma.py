@@ -18,7 +18,8 @@ RS_SHAPES = (64, 128, 192, 256)
 SS_MN_SHAPES = (128,)  # the P tile serves DT 128 kernels only
 TYPES = (("bf16", "bf16"), ("f16", "f16"))
 # (name, PTX type, k, SS shapes, RS shapes) of the K-major-only types
-KMAJOR_TYPES = (("e4m3", "e4m3", 32, (128,), (128, 256)), ("tf32", "tf32", 8, (64, 128), (64, 128)))
+# e4m3's N = 8: P times the ones tile (config.cuh's HOPPER_L_MMA)
+KMAJOR_TYPES = (("e4m3", "e4m3", 32, (8, 128), (8, 128, 256)), ("tf32", "tf32", 8, (64, 128), (64, 128)))
 
 HEADER = """/* Generated at build time by src/cuda/hopper/gen_wgmma.py.
  * wgmma m64nNk16 (bf16, f16), m64nNk32 (e4m3) and m64nNk8 (tf32) with fp32 accumulators d[N/2] in the layout of PTX's wgmma
@@ -40,7 +41,7 @@ def regs(first, count):
 
 def accum_operands(n_acc):
     return ",\n          ".join(
-        ", ".join(f'"+f"(d[{i + j}])' for j in range(8)) for i in range(0, n_acc, 8))
+        ", ".join(f'"+f"(d[{i + j}])' for j in range(min(8, n_acc - i))) for i in range(0, n_acc, 8))
 
 
 def wrapper(name, params, n_acc, pred_index, operands_text, inputs):

@@ -74,8 +74,9 @@ template <int K, int D, int NWG, int BN>
 static __device__ __forceinline__ void issue_p_v(const hopper_smem *c, int wg, float *o, const uint32_t *p,
                                                  uint32_t v_tile)
 {
-    if constexpr (HOPPER_P_SMEM(K, D, NWG)) issue_pv_ss<K, D, BN>(o, c->p_tiles + wg * HOPPER_P_TILE_BYTES(BN, K), v_tile);
-    else issue_pv<K, D, BN>(o, p, v_tile);
+    if constexpr (HOPPER_P_SMEM(K, D, NWG))
+        issue_pv_ss<K, D, BN>(o, c->p_tiles + wg * HOPPER_P_TILE_BYTES(BN, K), v_tile, c->ones_tile);
+    else issue_pv<K, D, BN>(o, p, v_tile, c->ones_tile);
 }
 
 /* The registers a completed P V read: P's, unless P went through shared memory. */
@@ -96,12 +97,12 @@ static __device__ __forceinline__ void wait_pv_rescale(int wg, float *o, uint32_
 {
     if (rows_moved(HOPPER_VOTE_BAR + wg, alpha)) {
         wgmma_wait<0>();
-        fence_accum<HOPPER_DT(D) / 2>(o);
+        fence_accum<HOPPER_ACC_COLS(D, K) / 2>(o);
         fence_p<K, D, NWG, BN>(p);
-        scale_rows<HOPPER_DT(D)>(o, alpha);
+        scale_rows<HOPPER_ACC_COLS(D, K)>(o, alpha);
     } else {
         wgmma_wait<0>();
-        fence_accum<HOPPER_DT(D) / 2>(o);
+        fence_accum<HOPPER_ACC_COLS(D, K) / 2>(o);
         fence_p<K, D, NWG, BN>(p);
     }
 }
@@ -140,7 +141,7 @@ static __device__ __forceinline__ void scores_done(const hopper_smem *c, int tid
     if (lane == 0) mbar_arrive(c->k_empty + 8 * (it % STAGES));
     if (HOPPER_O_SEPARATE(D, K, NWG) && j == n - 1 && lane == 0) mbar_arrive(c->q_empty + 8 * slot);
     if (j >= first_masked) mask_scores<BN>(s, j * BN + 2 * (lane % 4), last);
-    online_softmax<BN, HK_FP8(K)>(s, m, l, alpha, f[0]);
+    online_softmax<BN, HK_FP8(K), !HOPPER_L_MMA(K)>(s, m, l, alpha, f[0]);
 }
 
 /* A fresh tile: O, max and sum reset (a new tile's first P V then only adds to zeros), and the
@@ -162,7 +163,7 @@ static __device__ __forceinline__ void reset_rows(const hopper_args *a, const ho
         f[1] = 1.0f;
     }
 #pragma unroll
-    for (int i = 0; i < HOPPER_DT(D) / 2; ++i) o[i] = 0.0f;
+    for (int i = 0; i < HOPPER_ACC_COLS(D, K) / 2; ++i) o[i] = 0.0f;
     m[0] = m[1] = -INFINITY;
     l[0] = l[1] = 0.0f;
 }
@@ -228,7 +229,7 @@ static __device__ __forceinline__ void finish_tile(const hopper_args *a, const h
     mbar_wait(c->v_full + 8 * lst, (lt / STAGES) & 1);
     issue_p_v<K, D, NWG, BN>(c, wg, o, p, c->v_tiles + lst * HOPPER_TILE_BYTES(BN, D, K));
     wgmma_wait<0>();
-    fence_accum<HOPPER_DT(D) / 2>(o);
+    fence_accum<HOPPER_ACC_COLS(D, K) / 2>(o);
     fence_p<K, D, NWG, BN>(p);
     if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * lst);
     const uint32_t o_tile = c->o_tiles + wg * HOPPER_O_TILE_BYTES(D, K);
@@ -256,7 +257,7 @@ static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const h
                           c->k_tiles + nst * HOPPER_TILE_BYTES(BN, D, K));
     turn_pass<D>((wg + 1) % NWG);
     wgmma_wait<1>();
-    fence_accum<HOPPER_DT(D) / 2>(o);
+    fence_accum<HOPPER_ACC_COLS(D, K) / 2>(o);
     fence_p<K, D, NWG, BN>(p);
     if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * lst);
     const uint32_t o_tile = c->o_tiles + wg * HOPPER_O_TILE_BYTES(D, K);
@@ -278,7 +279,7 @@ template <int K, int D, int NWG, int BN, int STAGES, bool CAUSAL>
 static __device__ __forceinline__ void consume(const hopper_args *a, int wg, int tid, const hopper_smem *c)
 {
     constexpr int QB = HOPPER_Q_BUFS(D, K, NWG);
-    float o[HOPPER_DT(D) / 2], m[2], l[2], alpha[2], s[BN / 2], f[2];
+    float o[HOPPER_ACC_COLS(D, K) / 2], m[2], l[2], alpha[2], s[BN / 2], f[2];
     uint32_t p[HOPPER_P_REGS(BN, K)];
     hopper_tile t, next;
     int number = blockIdx.x;
@@ -335,6 +336,10 @@ __global__ void __launch_bounds__((NWG + 1) * 128, 1) hopper_fwd_kernel(const __
             mbar_init(sm.tile_empty + 8 * r, 4 * NWG);
         }
         mbar_fence_init();
+    }
+    if constexpr (HOPPER_L_MMA(K)) { /* e4m3 1.0 in every byte of the ones tile */
+        if (threadIdx.x < HOPPER_ONES_BYTES(K) / 4) st_shared_u32(sm.ones_tile + 4 * threadIdx.x, 0x38383838u);
+        fence_proxy_async_smem();
     }
     __syncthreads();
 

@@ -117,19 +117,29 @@ template <int BN> static __device__ __forceinline__ uint64_t v_desc_mn(uint32_t 
     return wgmma_desc_sw128(v_tile, BN * HOPPER_ROW_BYTES, 1024);
 }
 
+/* The ones tile's descriptor (HOPPER_L_MMA): 8 rows of keys, K-major like K; every byte is one, so
+ * each step reads ones whatever its offset, but it is stepped as a tile of 8 rows would be. */
+static __device__ __forceinline__ uint64_t ones_step(uint32_t ones_tile, int kk)
+{
+    return wgmma_desc_advance(wgmma_desc_sw128(ones_tile, 16, 1024), kmajor_step(kk, 8));
+}
+
 /* O[64 x DT] += P[64 x BN] . V[BN x DT] (DT = HOPPER_DT(D), config.cuh); bf16/fp16 V by v_desc_mn.
  * e4m3 and tf32: V^T is a K-major tile of D rows, stepped like K; each step's A is four registers
- * of P either way. */
+ * of P either way. With HOPPER_L_MMA the same A also meets the ones tile, into O's last column
+ * group (the row sums). */
 template <int K, int D, int BN>
-static __device__ __forceinline__ void issue_pv(float *o, const uint32_t *p, uint32_t v_tile)
+static __device__ __forceinline__ void issue_pv(float *o, const uint32_t *p, uint32_t v_tile, uint32_t ones_tile)
 {
-    fence_accum<HOPPER_DT(D) / 2>(o);
+    fence_accum<HOPPER_ACC_COLS(D, K) / 2>(o);
     wgmma_fence();
     if constexpr (HK_VT(K)) {
         const uint64_t vd = wgmma_desc_sw128(v_tile, 16, 1024);
 #pragma unroll
-        for (int kk = 0; kk < BN * HOPPER_IN_BYTES(K) / 32; ++kk)
+        for (int kk = 0; kk < BN * HOPPER_IN_BYTES(K) / 32; ++kk) {
             wgmma_rs<K, D>(o, p + 4 * kk, wgmma_desc_advance(vd, kmajor_step(kk, D)), 1);
+            if constexpr (HOPPER_L_MMA(K)) wgmma_rs_e4m3_n8(o + HOPPER_DT(D) / 2, p + 4 * kk, ones_step(ones_tile, kk), 1);
+        }
     } else {
         const uint64_t vd = v_desc_mn<BN>(v_tile);
 #pragma unroll
@@ -137,23 +147,25 @@ static __device__ __forceinline__ void issue_pv(float *o, const uint32_t *p, uin
             wgmma_rs<K, HOPPER_DT(D)>(o, p + 4 * kk, wgmma_desc_advance(vd, kk * 2048), 1);
     }
     wgmma_commit();
-    fence_accum<HOPPER_DT(D) / 2>(o);
+    fence_accum<HOPPER_ACC_COLS(D, K) / 2>(o);
 }
 
 /* The same product with P from the warpgroup's P tile (HOPPER_P_SMEM), stepped like Q in Q K^T;
  * e4m3's V^T is K-major, stepped like K. */
 template <int K, int D, int BN>
-static __device__ __forceinline__ void issue_pv_ss(float *o, uint32_t p_tile, uint32_t v_tile)
+static __device__ __forceinline__ void issue_pv_ss(float *o, uint32_t p_tile, uint32_t v_tile, uint32_t ones_tile)
 {
     const uint64_t pd = wgmma_desc_sw128(p_tile, 16, 1024);
-    fence_accum<HOPPER_DT(D) / 2>(o);
+    fence_accum<HOPPER_ACC_COLS(D, K) / 2>(o);
     wgmma_fence();
     if constexpr (HK_FP8(K)) {
         const uint64_t vd = wgmma_desc_sw128(v_tile, 16, 1024);
 #pragma unroll
-        for (int kk = 0; kk < BN / 32; ++kk)
-            wgmma_ss<K, D>(o, wgmma_desc_advance(pd, kmajor_step(kk, HOPPER_WG_ROWS)),
-                           wgmma_desc_advance(vd, kmajor_step(kk, D)), 1);
+        for (int kk = 0; kk < BN / 32; ++kk) {
+            const uint64_t a = wgmma_desc_advance(pd, kmajor_step(kk, HOPPER_WG_ROWS));
+            wgmma_ss<K, D>(o, a, wgmma_desc_advance(vd, kmajor_step(kk, D)), 1);
+            if constexpr (HOPPER_L_MMA(K)) wgmma_ss_e4m3_n8(o + HOPPER_DT(D) / 2, a, ones_step(ones_tile, kk), 1);
+        }
     } else {
         const uint64_t vd = v_desc_mn<BN>(v_tile);
 #pragma unroll
@@ -162,7 +174,7 @@ static __device__ __forceinline__ void issue_pv_ss(float *o, uint32_t p_tile, ui
                                          wgmma_desc_advance(vd, kk * 2048), 1);
     }
     wgmma_commit();
-    fence_accum<HOPPER_DT(D) / 2>(o);
+    fence_accum<HOPPER_ACC_COLS(D, K) / 2>(o);
 }
 
 #endif

@@ -51,8 +51,9 @@ static __device__ __forceinline__ float quad_sum(float x)
 /* Updates the running max m[2] and partial sums l[2] with block s, turns s into probabilities
  * (times 2^HOPPER_P_LOG2) in place, and returns the factors alpha[2] by which the O accumulator
  * rows must be rescaled: exactly 1 where the row's max did not move, so that rows_moved can skip
- * the rescale. */
-template <int BN, bool F8>
+ * the rescale. Without SUM, l is left alone (config.cuh's HOPPER_L_MMA sums P on the tensor
+ * cores). */
+template <int BN, bool F8, bool SUM>
 static __device__ __forceinline__ void online_softmax(float *s, float *m, float *l, float *alpha,
                                                       float scale_log2)
 {
@@ -75,9 +76,9 @@ static __device__ __forceinline__ void online_softmax(float *s, float *m, float 
             for (int e = 0; e < 2; ++e) {
                 const float p = ex2_approx(fmaf(s[4 * g + 2 * h + e], scale_log2, -ms));
                 s[4 * g + 2 * h + e] = p;
-                sum += p;
+                if constexpr (SUM) sum += p;
             }
-        l[h] = l[h] * alpha[h] + sum;
+        if constexpr (SUM) l[h] = l[h] * alpha[h] + sum;
     }
 }
 
