@@ -26,6 +26,8 @@
 #                             timed beside fattn in the same benchmark (gpu_bench.py --variant)
 #   TEST_VARIANTS="noturn"    also run test_gpu_forward (TEST_ARGS, Hopper path) against these variants'
 #                             libraries (LD_LIBRARY_PATH before the test's RUNPATH), once they are built
+#   AB_ARGS="--fp8 --only seed"  run bench/ab.py (paired, call-by-call comparison of fattn against the
+#                             variants and base) with these arguments after the benchmark
 #   BASE=.base                another source tree (e.g. `git archive <commit> | tar -x -C .base`, carried),
 #                             built as the variant "base": the previous commit timed in the same run
 set -u
@@ -146,6 +148,13 @@ if [ -z "${SKIP_BENCH:-}" ]; then
     [ -f "$LOG/bench-$path.md" ] && cp "$LOG/bench-$path.md" "$OUT/" && cat "$LOG/bench-$path.md" >>"$SUMMARY"
     [ -f "$LOG/bench-$path.md" ] || tail -5 "$LOG/bench-$path.log" | tee -a "$SUMMARY"
   done
+fi
+
+if [ -n "${AB_ARGS:-}" ]; then
+  FATTN_LIBRARY="$BUILD/src/libfattn.so" PYTHONUNBUFFERED=1 \
+    python3 bench/ab.py $variant_args $AB_ARGS >"$LOG/ab.md" 2>&1
+  note "paired comparison (bench/ab.py): rc=$? ($(elapsed)s)"
+  cp "$LOG/ab.md" "$OUT/" && cat "$LOG/ab.md" >>"$SUMMARY"
 fi
 
 note "total $(elapsed)s"
