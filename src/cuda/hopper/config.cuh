@@ -82,7 +82,7 @@ typedef struct hopper_args {
 #define HOPPER_Q_BUFS(D, K, NWG) ((D) <= 128 && HOPPER_O_SEPARATE(D, K, NWG) ? 2 : 1)
 
 /* A tuning knob, off by default and not yet run on a GPU: FP8 mode's row sums on the tensor cores.
- * P V also multiplies P by an 8 x BN tile of e4m3 ones (HOPPER_ONES_BYTES, written once per CTA),
+ * P V also multiplies P by an 8-row tile of e4m3 ones (HOPPER_ONES_BYTES, written once per CTA),
  * so O's accumulator gains a column group whose every column is the row's sum of the rounded P,
  * and the softmax drops its FADD per score (13% of the FP8 loop's instructions, docs/perf-notes.md).
  * l then sums the e4m3 P that P V multiplies rather than the exact p, which src/cpu/fp8.c does not

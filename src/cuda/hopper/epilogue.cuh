@@ -26,7 +26,8 @@ static __device__ __forceinline__ void write_output(const hopper_args *a, const 
     float inv[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-        l[h] = HOPPER_L_MMA(K) ? o[HOPPER_DT(D) / 2 + 2 * h] : quad_sum(l[h]);
+        if constexpr (HOPPER_L_MMA(K)) l[h] = o[HOPPER_DT(D) / 2 + 2 * h];
+        else l[h] = quad_sum(l[h]);
         inv[h] = l[h] > 0.0f ? f[1] * (float)(1 << HOPPER_P_LOG2(HK_FP8(K))) / l[h] : 0.0f;
     }
     if (SEPARATE) {

@@ -117,11 +117,12 @@ template <int BN> static __device__ __forceinline__ uint64_t v_desc_mn(uint32_t 
     return wgmma_desc_sw128(v_tile, BN * HOPPER_ROW_BYTES, 1024);
 }
 
-/* The ones tile's descriptor (HOPPER_L_MMA): 8 rows of keys, K-major like K; every byte is one, so
- * each step reads ones whatever its offset, but it is stepped as a tile of 8 rows would be. */
-static __device__ __forceinline__ uint64_t ones_step(uint32_t ones_tile, int kk)
+/* The ones tile's descriptor (HOPPER_L_MMA): 8 rows of keys, K-major like K. Every byte is a one,
+ * so every k step reads the tile's first 32 bytes of each row rather than stepping (a tile of 8
+ * rows steps past its 1 KB after 128 keys). */
+static __device__ __forceinline__ uint64_t ones_desc(uint32_t ones_tile)
 {
-    return wgmma_desc_advance(wgmma_desc_sw128(ones_tile, 16, 1024), kmajor_step(kk, 8));
+    return wgmma_desc_sw128(ones_tile, 16, 1024);
 }
 
 /* O[64 x DT] += P[64 x BN] . V[BN x DT] (DT = HOPPER_DT(D), config.cuh); bf16/fp16 V by v_desc_mn.
@@ -138,7 +139,7 @@ static __device__ __forceinline__ void issue_pv(float *o, const uint32_t *p, uin
 #pragma unroll
         for (int kk = 0; kk < BN * HOPPER_IN_BYTES(K) / 32; ++kk) {
             wgmma_rs<K, D>(o, p + 4 * kk, wgmma_desc_advance(vd, kmajor_step(kk, D)), 1);
-            if constexpr (HOPPER_L_MMA(K)) wgmma_rs_e4m3_n8(o + HOPPER_DT(D) / 2, p + 4 * kk, ones_step(ones_tile, kk), 1);
+            if constexpr (HOPPER_L_MMA(K)) wgmma_rs_e4m3_n8(o + HOPPER_DT(D) / 2, p + 4 * kk, ones_desc(ones_tile), 1);
         }
     } else {
         const uint64_t vd = v_desc_mn<BN>(v_tile);
@@ -164,7 +165,7 @@ static __device__ __forceinline__ void issue_pv_ss(float *o, uint32_t p_tile, ui
         for (int kk = 0; kk < BN / 32; ++kk) {
             const uint64_t a = wgmma_desc_advance(pd, kmajor_step(kk, HOPPER_WG_ROWS));
             wgmma_ss<K, D>(o, a, wgmma_desc_advance(vd, kmajor_step(kk, D)), 1);
-            if constexpr (HOPPER_L_MMA(K)) wgmma_ss_e4m3_n8(o + HOPPER_DT(D) / 2, a, ones_step(ones_tile, kk), 1);
+            if constexpr (HOPPER_L_MMA(K)) wgmma_ss_e4m3_n8(o + HOPPER_DT(D) / 2, a, ones_desc(ones_tile), 1);
         }
     } else {
         const uint64_t vd = v_desc_mn<BN>(v_tile);
