@@ -53,13 +53,7 @@ def time_pairs(fns, nsets, rounds, warmup_ms):
     in the round's shuffled order, after each has run alone for warmup_ms. Also the host's
     milliseconds per call to enqueue them."""
     for fn in fns.values():
-        t0, i = time.perf_counter(), 0
-        while (time.perf_counter() - t0) * 1e3 < warmup_ms:
-            fn(i % nsets)
-            i += 1
-            if i % 8 == 0:
-                torch.cuda.synchronize()
-        torch.cuda.synchronize()
+        gb.warm_up(fn, nsets, 5, warmup_ms)
     names = list(fns)
     events = {n: [] for n in names}
     t0 = time.perf_counter()
@@ -92,16 +86,8 @@ def main():
         raise SystemExit(f"--rounds ({args.rounds}) must be at least 20")
     if not args.variant and not args.fp8:
         raise SystemExit("nothing to compare: give --variant NAME=LIB or --fp8")
-    args.variant_libs = {}
-    for text in args.variant:
-        name, sep, path = text.partition("=")
-        if not sep or not name.isidentifier() or name in ("fattn", "fp8") or name.endswith("_fp8"):
-            raise SystemExit(f"--variant {text!r}: want NAME=LIB with NAME a new identifier not ending in _fp8")
-        args.variant_libs[name] = capi.load_library(path)
-    shapes = [] if (args.shape and not args.only) else gb.read_shapes(args.shapes)
-    if args.only:
-        shapes = [s for s in shapes if any(w in s.name for w in args.only)]
-    shapes += [gb.parse_adhoc(t) for t in args.shape]
+    _, args.variant_libs = gb.load_variants(args.variant, ("fattn", "fp8"))
+    shapes = gb.select_shapes(args)
     print(f"card: {torch.cuda.get_device_name()}; {args.rounds} rounds of one call each, shuffled per round; "
           f"layout {args.layout}; variants: {', '.join(args.variant)}", flush=True)
     print("| shape | implementation | median ms | TFLOPS | speed-up over | median ratio | 95% interval |")

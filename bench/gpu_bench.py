@@ -124,6 +124,28 @@ def parse_adhoc(text):
     return Shape(name, *f)
 
 
+def select_shapes(args):
+    """The shapes of --shapes (kept by --only), then the ad-hoc --shape ones; --shape alone times
+    only those."""
+    shapes = [] if (args.shape and not args.only) else read_shapes(args.shapes)
+    if args.only:
+        shapes = [s for s in shapes if any(w in s.name for w in args.only)]
+    return shapes + [parse_adhoc(t) for t in args.shape]
+
+
+def load_variants(texts, reserved):
+    """--variant NAME=LIB arguments as (paths, libraries) by name; NAME must be a new identifier,
+    not in `reserved` and not ending in _fp8 (the suffix of a variant's FP8 mode)."""
+    paths, libs = {}, {}
+    for text in texts:
+        name, sep, path = text.partition("=")
+        if not sep or not name.isidentifier() or name in reserved or name in paths or name.endswith("_fp8"):
+            raise SystemExit(f"--variant {text!r}: want NAME=LIB with NAME a new identifier not ending in _fp8")
+        paths[name] = path
+        libs[name] = capi.load_library(path)
+    return paths, libs
+
+
 def make_sets(s, layout, device):
     tdtype = DTYPES[s.dtype][0]
     es = torch.finfo(tdtype).bits // 8
@@ -154,18 +176,24 @@ def fattn_params(s, q, k, v, o, mode=capi.MODE_NATIVE):
                             q=view(q), k=view(k), v=view(v), o=view(o), causal=bool(s.causal), mode=mode)
 
 
-def time_runs(fn, nsets, warmup, reps, warmup_ms, graph=False):
-    """Milliseconds of `reps` calls, each between its own pair of events, queued back to back so
-    host overhead overlaps device work; call i uses input set i % nsets. Also the host's
-    milliseconds per call to enqueue them: where that reaches the device time, the queue runs dry
-    and the events time the host. The warm-up is at least `warmup` calls and `warmup_ms` of
-    wall time. With `graph`, the calls are replayed from a CUDA graph instead (time_graph)."""
+def warm_up(fn, nsets, warmup, warmup_ms):
+    """At least `warmup` calls and `warmup_ms` of wall time, in batches of `warmup` between
+    synchronisations, so that the clock settles under the implementation's own load."""
     t0, i = time.perf_counter(), 0
     while i < warmup or (time.perf_counter() - t0) * 1e3 < warmup_ms:
         for _ in range(warmup):
             fn(i % nsets)
             i += 1
         torch.cuda.synchronize()
+
+
+def time_runs(fn, nsets, warmup, reps, warmup_ms, graph=False):
+    """Milliseconds of `reps` calls, each between its own pair of events, queued back to back so
+    host overhead overlaps device work; call i uses input set i % nsets. Also the host's
+    milliseconds per call to enqueue them: where that reaches the device time, the queue runs dry
+    and the events time the host. The warm-up is at least `warmup` calls and `warmup_ms` of
+    wall time. With `graph`, the calls are replayed from a CUDA graph instead (time_graph)."""
+    warm_up(fn, nsets, warmup, warmup_ms)
     if graph:
         return time_graph(fn, nsets, reps)
     events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
@@ -503,13 +531,7 @@ def main():
         raise SystemExit(f"--warmup-ms ({args.warmup_ms}) must be a number of milliseconds, 0 or more")
     if args.rounds < 0:
         raise SystemExit(f"--rounds ({args.rounds}) must not be negative (0: one round per implementation)")
-    args.variant_paths, args.variant_libs = {}, {}
-    for text in args.variant:
-        name, sep, path = text.partition("=")
-        if not sep or not name.isidentifier() or name in ("fattn", "cudnn", "flash", "fa4", "fp8"):
-            raise SystemExit(f"--variant {text!r}: want NAME=LIB with NAME a new identifier")
-        args.variant_paths[name] = path
-        args.variant_libs[name] = capi.load_library(path)
+    args.variant_paths, args.variant_libs = load_variants(args.variant, ("fattn", "cudnn", "flash", "fa4", "fp8"))
     args.fa4, args.fa4_info = (None, "--no-fa4") if args.no_fa4 else _load_fa4()
     if args.layout is None:
         args.layout = "bshd" if args.fa4 else "bhsd"
@@ -529,10 +551,7 @@ def main():
                                   + (1 + len(args.variant_libs) if args.fp8 else 0))
     if args.portable:
         os.environ["FATTN_FORCE_PORTABLE"] = "1"
-    shapes = [] if (args.shape and not args.only) else read_shapes(args.shapes)
-    if args.only:
-        shapes = [s for s in shapes if any(w in s.name for w in args.only)]
-    shapes += [parse_adhoc(t) for t in args.shape]
+    shapes = select_shapes(args)
     shapes_label = " + ".join(
         ([os.path.relpath(args.shapes, REPO) + (f" --only {' '.join(args.only)}" if args.only else "")]
          if args.only or not args.shape else []) + (["ad-hoc --shape"] if args.shape else []))

@@ -241,7 +241,8 @@ static __device__ __forceinline__ void quantise_q(const pass_args<T> &a, int i, 
     float m = 0.0f;
 #pragma unroll
     for (int k = 0; k < ROW_BLOCK / row_geom<D>::rows; ++k) m = amax8<T>(m, raw[k]);
-    const float amax_q = block_max<PASS_THREADS(D)>(m, red), amax_k = __uint_as_float(a.amax_k[b * l.heads_kv + h / l.group]);
+    const float amax_q = block_max<PASS_THREADS(D)>(m, red);
+    const float amax_k = __uint_as_float(a.amax_k[b * l.heads_kv + h / l.group]);
     const int eq = fattn_fp8_exponent(amax_q), ek = fattn_fp8_exponent(amax_k);
     if (threadIdx.x == 0) {
         const float c = fattn_fp8_c(D);
