@@ -33,6 +33,12 @@
 #define HOPPER_VOTE_BAR 7
 #define HOPPER_P_BAR 10 /* + w: warpgroup w's P tile written (HOPPER_P_SMEM) */
 
+/* A tuning knob: whether a warpgroup votes on each block's rescale (skipping its D/2 multiplies
+ * when no row's max moved) at the cost of a warpgroup-wide barrier per block; 0 rescales always. */
+#ifndef HOPPER_RESCALE_VOTE
+#define HOPPER_RESCALE_VOTE 1
+#endif
+
 /* A tuning knob: the widest D that takes turns. FA4's Hopper forward takes them only up to head
  * dim 128 and lets the warpgroups of the wider kernels issue as they come; unmeasured here. */
 #ifndef HOPPER_TURNS_MAX_D
@@ -93,9 +99,14 @@ template <int K, int D, int NWG, int BN> static __device__ __forceinline__ void 
  * the first FMNMX in the SASS), so the softmax of S_j ran only once P_{j-1} V_{j-1} had completed
  * and the overlap of the two within a warpgroup was lost (docs/perf-notes.md, v8). */
 template <int K, int D, int NWG, int BN>
-static __device__ __forceinline__ void wait_pv_rescale(int wg, float *o, uint32_t *p, const float *alpha)
+static __device__ __forceinline__ void wait_pv_rescale(const hopper_args *a, int wg, float *o, uint32_t *p,
+                                                       const float *alpha)
 {
-    if (rows_moved(HOPPER_VOTE_BAR + wg, alpha)) {
+    /* Without the vote every block rescales (as FA4 does), and the branch is on a kernel parameter
+     * (every launch has keys): uniform, never taken the other way, and opaque to ptxas, so the wait
+     * keeps a basic block of its own and the warps of a warpgroup no longer meet at a barrier. */
+    const bool rescale = HOPPER_RESCALE_VOTE ? rows_moved(HOPPER_VOTE_BAR + wg, alpha) : a->seqlen_kv > 0;
+    if (rescale) {
         wgmma_wait<0>();
         fence_accum<HOPPER_ACC_COLS(D, K) / 2>(o);
         fence_p<K, D, NWG, BN>(p);
@@ -212,7 +223,7 @@ static __device__ __forceinline__ void middle_blocks(const hopper_args *a, const
         turn_pass<D>((wg + 1) % NWG);
         wgmma_wait<1>();
         scores_done<K, D, NWG, BN, STAGES>(c, tid, jt, j, n, slot, first_masked, last, s, m, l, alpha, f);
-        wait_pv_rescale<K, D, NWG, BN>(wg, o, p, alpha);
+        wait_pv_rescale<K, D, NWG, BN>(a, wg, o, p, alpha);
         if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * pst);
         make_p<K, D, NWG, BN>(c, wg, tid, s, p);
     }
