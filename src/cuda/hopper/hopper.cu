@@ -125,6 +125,11 @@ static constexpr native_cfg NATIVE_CFGS[] = {
     {80, CFG128_NWG, CFG128_BN, CFG128_STAGES},   {96, CFG128_NWG, CFG128_BN, CFG128_STAGES},
     {128, CFG128_NWG, CFG128_BN, CFG128_STAGES},  {160, CFG192_NWG, CFG192_BN, CFG192_STAGES},
     {192, CFG192_NWG, CFG192_BN, CFG192_STAGES}, {256, CFG256_NWG, CFG256_BN, CFG256_STAGES}};
+/* Short query sequences at D 48 and 64 take two consumers (128-row tiles) where three would compute
+ * more than an eighth more rows than two (fewer_rows_on_two): at 128 or 256 query rows a third of
+ * a 192-row tiling is padding. At 1024 rows (an eighth) three consumers still measured faster. */
+static constexpr native_cfg SHORT_CFGS[] = {{48, 2, CFG64_BN, CFG64_STAGES}, {64, 2, CFG64_BN, CFG64_STAGES}};
+
 /* fp32: every head_dim up to 64 on the d64 kernel, the rest up to 128 on the d128 one, over the
  * staging pass's copies, zero-padded to D columns (so no multiple-of-8 rule: TMA reads only the
  * copies and O). */
@@ -139,15 +144,39 @@ template <size_t N> static const native_cfg *smallest_holding(const native_cfg (
     return NULL;
 }
 
+template <size_t N> static bool in_table(const native_cfg *c, const native_cfg (&table)[N])
+{
+    for (size_t i = 0; i < N; ++i)
+        if (c == &table[i]) return true;
+    return false;
+}
+
+/* Query rows padded to tiles of nwg consumers. */
+static int64_t tiled_rows(int64_t seqlen_q, int nwg)
+{
+    const int64_t tile = (int64_t)nwg * HOPPER_WG_ROWS;
+    return (seqlen_q + tile - 1) / tile * tile;
+}
+
+static bool fewer_rows_on_two(int64_t seqlen_q)
+{
+    return tiled_rows(seqlen_q, 3) * 8 > tiled_rows(seqlen_q, 2) * 9;
+}
+
 /* The configuration that serves head_dim in native mode, or NULL. A dense row of 2-byte elements
  * meets TMA's 16-byte stride rule only when head_dim is a multiple of 8; the rule is head_dim's
  * alone, so that whether a head dim is served does not depend on the layout. fp32 takes
- * TF32_CFGS. */
+ * TF32_CFGS; short query sequences at D 48 and 64 SHORT_CFGS. */
 static const native_cfg *native_config(const fattn_params *p)
 {
     if (p->dtype == FATTN_DTYPE_F32) return smallest_holding(TF32_CFGS, p->head_dim);
     if (p->head_dim < 8 || p->head_dim % 8 != 0) return NULL;
-    return smallest_holding(NATIVE_CFGS, p->head_dim);
+    const native_cfg *c = smallest_holding(NATIVE_CFGS, p->head_dim);
+    if (c != NULL && c->nwg == 3 && fewer_rows_on_two(p->seqlen_q)) {
+        const native_cfg *s = smallest_holding(SHORT_CFGS, p->head_dim);
+        if (s != NULL) return s;
+    }
+    return c;
 }
 
 /* What the staging pass writes for these parameters (stage.h): the tf32 copies for fp32 in native
@@ -364,7 +393,9 @@ static fattn_status launch_dim(const fattn_params *p, const hopper_args *args, i
             return launch<K8, 128, CFGF8_128_NWG, CFGF8_BN, CFGF8_128_STAGES, CAUSAL>(args, grid, stream);
         return launch<K8, 256, CFGF8_NWG, CFGF8_BN, CFGF8_STAGES, CAUSAL>(args, grid, stream);
     }
-    return launch_native<K, CAUSAL, NATIVE_CFGS>(native_config(p), args, grid, stream);
+    const native_cfg *c = native_config(p);
+    if (in_table(c, SHORT_CFGS)) return launch_native<K, CAUSAL, SHORT_CFGS>(c, args, grid, stream);
+    return launch_native<K, CAUSAL, NATIVE_CFGS>(c, args, grid, stream);
 }
 
 /* fp32: O's map keeps head_dim columns, as for FP8 d64, so the store drops the copies' padding. */
