@@ -34,7 +34,8 @@
 #define HOPPER_P_BAR 10 /* + w: warpgroup w's P tile written (HOPPER_P_SMEM) */
 
 /* A tuning knob: whether a warpgroup votes on each block's rescale (skipping its D/2 multiplies
- * when no row's max moved) at the cost of a warpgroup-wide barrier per block; 0 rescales always. */
+ * when no row's max moved) at the cost of a warpgroup-wide barrier per block; 0 rescales always,
+ * which measured within +-1% at d64/d128 bf16 and 1.7-2.4% slower at d256 and in FP8 (v15). */
 #ifndef HOPPER_RESCALE_VOTE
 #define HOPPER_RESCALE_VOTE 1
 #endif
