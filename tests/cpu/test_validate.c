@@ -332,15 +332,15 @@ static void test_supported_any(void)
            "fp32 d136, bf16 d36 and a misaligned q refused\n");
 }
 
-/* FP8 mode in a CUDA build: the Hopper kernel serves head_dim 64 (on its d128 kernel, over copies
- * padded to 128 columns), 128 and 256; nothing serves 96. */
+/* FP8 mode in a CUDA build: the Hopper kernel serves head_dim 64 and 96 (on its d128 kernel, over
+ * copies padded to 128 columns), 128, 192 (on the d256 kernel) and 256; nothing serves 80. */
 static void test_supported_any_fp8(void)
 {
     void *fake[4];
     for (int i = 0; i < 4; i++)
         fake[i] = (void *)((uintptr_t)(i + 1) << 44);
-    const int64_t dims[] = {64, 128, 256, 96};
-    for (int i = 0; i < 4; i++) {
+    const int64_t dims[] = {64, 96, 128, 192, 256, 80};
+    for (int i = 0; i < 6; i++) {
         fattn_params p;
         fattn_params_bshd(&p, 1, 300, 300, 8, 2, dims[i], FATTN_DTYPE_BF16, fake[0], fake[1],
                           fake[2], fake[3]);
@@ -349,15 +349,15 @@ static void test_supported_any_fp8(void)
         if (fattn_cuda_workspace_size(&p, &ws) != FATTN_OK)
             return; /* no CUDA: test_supported_any checks the answer */
         const fattn_status st = fattn_cuda_supported_any(&p);
-        if (dims[i] == 96)
+        if (dims[i] == 80)
             EXPECT(st == FATTN_ERR_UNSUPPORTED &&
-                       strstr(fattn_last_error(), "FP8 mode at head_dim (96)"),
-                   "FP8 d96: %s (%s)", fattn_status_name(st), fattn_last_error());
+                       strstr(fattn_last_error(), "FP8 mode at head_dim (80)"),
+                   "FP8 d80: %s (%s)", fattn_status_name(st), fattn_last_error());
         else
             EXPECT(st == FATTN_OK && ws > 0, "FP8 d%lld: %s (%s), workspace %zu bytes",
                    (long long)dims[i], fattn_status_name(st), fattn_last_error(), ws);
     }
-    printf("fattn_cuda_supported_any: FP8 mode served at d64, d128, d256, refused at d96\n");
+    printf("fattn_cuda_supported_any: FP8 mode served at d64, d96, d128, d192, d256, refused at d80\n");
 }
 
 int main(void)

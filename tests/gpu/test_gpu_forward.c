@@ -496,7 +496,7 @@ static void run_refusals(void)
         {"head_dim 36 with 16-byte strides unsupported", 36, FATTN_MODE_NATIVE, 0.f, 4, FATTN_DTYPE_F16,
          FATTN_ERR_UNSUPPORTED, 0},
         {"head_dim 12 unsupported", 12, FATTN_MODE_NATIVE, 0.f, 0, FATTN_DTYPE_F16, FATTN_ERR_UNSUPPORTED, 0},
-        {"fp8 mode at head_dim 96 unsupported", 96, FATTN_MODE_FP8, 0.f, 0, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED, 0},
+        {"fp8 mode at head_dim 80 unsupported", 80, FATTN_MODE_FP8, 0.f, 0, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED, 0},
         {"fp8 mode without workspace", 128, FATTN_MODE_FP8, 0.f, 0, FATTN_DTYPE_BF16, FATTN_ERR_WORKSPACE, 0},
         {"negative scale unsupported", 64, FATTN_MODE_NATIVE, -0.5f, 0, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED, 0},
         {"unaligned stride unsupported", 64, FATTN_MODE_NATIVE, 0.f, 1, FATTN_DTYPE_BF16, FATTN_ERR_UNSUPPORTED, 0},
@@ -652,8 +652,8 @@ int main(int argc, char **argv)
         }
     /* FP8 mode (where the device has an FP8 kernel; else each case is skipped with the reason):
      * head dims, causal both ways, GQA/MQA, odd lengths, every layout, LSE. */
-    const int64_t fp8_dims[] = {64, 128, 256};
-    for (int di = 0; di < 3; di++)
+    const int64_t fp8_dims[] = {64, 96, 128, 192, 256};
+    for (int di = 0; di < 5; di++)
         for (int ti = 0; ti < 2; ti++) {
             const int64_t D = fp8_dims[di];
             gcase f[] = {make(2, 1, 1, 2, 2, D, dts[ti], 0, L_BSHD, 1),

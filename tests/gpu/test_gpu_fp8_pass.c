@@ -1,8 +1,8 @@
 /* The Hopper FP8 quantisation pass (src/cuda/hopper/quantize.cu) byte for byte against a host
  * recomputation with src/core/fp8.h's functions: q8, k8 and V^T (its 32-key slot permutation, the
- * zero keys up to keys_pad and the zero columns/rows of d64's padding included) and the bits of
+ * zero keys up to keys_pad and the zero columns/rows of the d64, d96 and d192 padding included) and the bits of
  * every Q block and K/V head factor. The workspace is filled with 0xAB first, so a byte the pass
- * should write and does not shows up. Cases: ragged seqlens, MHA/GQA/MQA, batch 2, d64/d128/d256,
+ * should write and does not shows up. Cases: ragged seqlens, MHA/GQA/MQA, batch 2, d64/d96/d128/d192/d256,
  * bf16 and fp16, views read 16 bytes at a time and views that cannot be (odd strides), and inputs
  * holding Inf, NaN, an all-zero Q block and values 2^-100 below their block's amax. Links
  * libfattn statically for the pass's internal entry points. Exits 77 (CTest: skipped) without an
@@ -251,6 +251,11 @@ int main(void)
         {"d64 bf16 bshd 1x1x77 2:1", 1, 1, 77, 2, 1, 64, BF, 0, 0, 0},
         {"d256 bf16 bshd 1x1000x3:1", 1, 1000, 1000, 3, 1, 256, BF, 0, 0, 1},
         {"d256 fp16 odd strides 2x200x77 4:2", 2, 200, 77, 4, 2, 256, F16, 0, 5, 1},
+        {"d96 bf16 bshd 1x1000x3:1", 1, 1000, 1000, 3, 1, 96, BF, 0, 0, 1},
+        {"d96 fp16 odd strides 1x333x300 2:2", 1, 333, 300, 2, 2, 96, F16, 1, 3, 1},
+        {"d192 bf16 bshd 1x1000x3:3", 1, 1000, 1000, 3, 3, 192, BF, 0, 0, 1},
+        {"d192 fp16 odd strides 2x200x77 4:2", 2, 200, 77, 4, 2, 192, F16, 0, 5, 1},
+        {"d96 bf16 bhsd 2x129x200 4:2", 2, 129, 200, 4, 2, 96, BF, 1, 0, 0},
     };
     gpu_rng rng;
     gpu_rng_seed(&rng, 20261203);

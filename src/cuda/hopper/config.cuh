@@ -86,8 +86,9 @@ typedef struct hopper_args {
  * column group whose every column is the row's sum of the rounded P, and the softmax drops its
  * FADD per score (13% of the FP8 loop's instructions). Measured +0.5-1.2% at the seed, +2-5% on
  * long causal shapes (docs/perf-notes.md, v15). l then sums the e4m3 P that P V multiplies rather
- * than the exact p that src/cpu/fp8.c sums, so test_gpu_forward's FP8 LSE checks fail on rows with
- * a few keys under it; the branch fp8-l-rounded makes the rounded sum the definition. */
+ * than the exact p that src/cpu/fp8.c sums, and the FP8 accumulator keeps too few bits for that
+ * all-positive sum: with the rounded sum made the definition, LSE errors reached 3.3e-2 at 4096 and
+ * 15708 keys (v16). */
 #ifndef HOPPER_FP8_L_MMA
 #define HOPPER_FP8_L_MMA 0
 #endif

@@ -243,8 +243,10 @@ extern "C" fattn_status fattn_hopper_serves(const fattn_params *p)
                           "Hopper kernel: fp32 at head_dim (%lld) is not served (at most %d: a tf32 tile twice "
                           "bf16's leaves no room for two consumers beyond)",
                           (long long)p->head_dim, TF32_CFGS[sizeof TF32_CFGS / sizeof TF32_CFGS[0] - 1].d);
-    if (fp8 && p->head_dim != 64 && p->head_dim != 128 && p->head_dim != 256)
-        return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: FP8 mode at head_dim (%lld) is not served (64, 128, 256)",
+    if (fp8 && p->head_dim != 64 && p->head_dim != 96 && p->head_dim != 128 && p->head_dim != 192 &&
+        p->head_dim != 256)
+        return fattn_fail(FATTN_ERR_UNSUPPORTED,
+                          "Hopper kernel: FP8 mode at head_dim (%lld) is not served (64, 96, 128, 192, 256)",
                           (long long)p->head_dim);
     if (!fp8 && !f32 && native_config(p) == NULL)
         return fattn_fail(FATTN_ERR_UNSUPPORTED, "Hopper kernel: head_dim (%lld) is not a multiple of 8 in 8..256",
@@ -385,8 +387,9 @@ static fattn_status launch_native(const native_cfg *cfg, const hopper_args *args
 template <int K, bool CAUSAL>
 static fattn_status launch_dim(const fattn_params *p, const hopper_args *args, int grid, cudaStream_t stream)
 {
-    /* FP8 d64 runs on the d128 kernel: its copies are stored in 128 columns, zeros past 64
-     * (quantize.h), and O's map keeps 64 columns, so TMA drops the store of columns 64..127. */
+    /* FP8 d64 and d96 run on the d128 kernel, d192 on the d256 one: their copies are stored in 128
+     * or 256 columns, zeros past head_dim (quantize.h), and O's map keeps head_dim columns, so TMA
+     * drops the store of the columns past it. */
     if (p->mode == FATTN_MODE_FP8) {
         constexpr int K8 = K == HK_BF16 ? HK_E4M3_BF16 : HK_E4M3_F16;
         if (FP8_STORED_DIM(p->head_dim) == 128)

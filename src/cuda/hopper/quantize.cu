@@ -13,8 +13,9 @@
  *      (head_dim rows of keys) with the keys of each group of 32 permuted to match the order in
  *      which the kernel packs P (softmax.cuh).
  * A lane holds eight consecutive elements of a row, read by one 16-byte load where the view's base
- * and strides allow it, else element by element into the same registers. Head dim 64 is stored in
- * 128 columns, zeros past 64 (quantize.h), so that the d128 kernel serves it. */
+ * and strides allow it, else element by element into the same registers. Head dims 64 and 96 are
+ * stored in 128 columns, 192 in 256, zeros past head_dim (quantize.h), so that the d128 and d256
+ * kernels serve them. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
@@ -36,12 +37,20 @@
 #define ROW_BLOCK FP8_Q_BLOCK /* rows a CTA of the amax or of the Q/K quantisation takes */
 #define V_KEYS 128            /* keys a V CTA takes: 128-byte segments of V^T's rows */
 
-/* A row of D elements spread over D / 8 consecutive lanes (eight elements each), so a CTA covers
- * PASS_THREADS(D) / (D / 8) rows at a time. */
+/* A row of D elements spread over cols / 8 consecutive lanes (eight elements each), cols being D
+ * rounded up to a power of two (96 -> 128, 192 -> 256): the lanes past D hold zeros, which is what
+ * the stored copies have there. A CTA covers PASS_THREADS(D) / lanes rows at a time. */
 template <int D> struct row_geom {
-    static constexpr int lanes = D / 8, rows = PASS_THREADS(D) / lanes;
-    static_assert(lanes <= 32 && (lanes & (lanes - 1)) == 0, "a row's lanes are a power-of-two part of a warp");
+    static constexpr int cols = D <= 64 ? 64 : D <= 128 ? 128 : 256;
+    static constexpr int lanes = cols / 8, rows = PASS_THREADS(D) / lanes;
+    static constexpr bool ragged = D < cols; /* lanes past D exist */
+    static_assert(D % 8 == 0 && D <= cols && rows >= 1, "a row's lanes are a power-of-two part of a warp");
+    static_assert(FP8_STORED_DIM(D) % cols == 0, "the stored rows hold whole lane groups");
 };
+
+/* Words per key of a V CTA's shared tile: a lane group's row and one more, so that the row stride
+ * in words is odd. */
+template <int D> constexpr int v_tile_words = row_geom<D>::cols / 4 + 1;
 
 /* Elements p[0..7] as raw 16-bit values: one 16-byte load with VEC, else eight 2-byte loads. */
 template <typename T, bool VEC> static __device__ __forceinline__ uint4 load8(const T *p)
@@ -53,6 +62,13 @@ template <typename T, bool VEC> static __device__ __forceinline__ uint4 load8(co
         return make_uint4(e[0] | (uint32_t)e[1] << 16, e[2] | (uint32_t)e[3] << 16, e[4] | (uint32_t)e[5] << 16,
                           e[6] | (uint32_t)e[7] << 16);
     }
+}
+
+/* Elements col0..col0+7 of a row, zeros from D on (a lane past the row's end reads nothing). */
+template <typename T, int D, bool VEC> static __device__ __forceinline__ uint4 load_cols(const T *row, int col0)
+{
+    if (row_geom<D>::ragged && col0 >= D) return make_uint4(0, 0, 0, 0);
+    return load8<T, VEC>(row + col0);
 }
 
 template <typename T> static __device__ __forceinline__ float to_f32(uint32_t bits);
@@ -202,12 +218,13 @@ static __device__ __forceinline__ void load_rows(const view<T> &src, int b, int 
     const int col0 = 8 * (threadIdx.x % G::lanes), r = threadIdx.x / G::lanes;
 #pragma unroll
     for (int k = 0; k < ROW_BLOCK / G::rows; ++k)
-        raw[k] =
-            k * G::rows + r < rows ? load8<T, VEC>(src.row(b, r0 + k * G::rows + r, h) + col0) : make_uint4(0, 0, 0, 0);
+        raw[k] = k * G::rows + r < rows ? load_cols<T, D, VEC>(src.row(b, r0 + k * G::rows + r, h), col0)
+                                        : make_uint4(0, 0, 0, 0);
 }
 
 /* Scales by 2^-e, rotates, rounds and stores the rows load_rows gave, FP8_STORED_DIM(D) bytes a
- * row from dst, zeros past column D. */
+ * row from dst, zeros past column D (the lanes' own zeros up to row_geom's cols, then a second
+ * store where the stored row is wider still). */
 template <typename T, int D>
 static __device__ __forceinline__ void quantise_rows(const uint4 *raw, int e, int rows, uint8_t *dst)
 {
@@ -224,8 +241,9 @@ static __device__ __forceinline__ void quantise_rows(const uint4 *raw, int e, in
         const int row = k * G::rows + r;
         if (row < rows) {
             uint8_t *out = dst + (size_t)row * PD;
-            *(uint2 *)(out + col0) = to_e4m3x8(x, fattn_fp8_c(D));
-            if (PD > D) *(uint2 *)(out + D + col0) = make_uint2(0, 0);
+            /* past D the rotation's zeros may be -0, whose e4m3 byte is not the padding's 0 */
+            *(uint2 *)(out + col0) = !G::ragged || col0 < D ? to_e4m3x8(x, fattn_fp8_c(D)) : make_uint2(0, 0);
+            if (PD > G::cols) *(uint2 *)(out + G::cols + col0) = make_uint2(0, 0);
         }
     }
 }
@@ -293,7 +311,7 @@ template <typename T, int D, bool VEC>
 static __device__ __forceinline__ void quantise_v(const pass_args<T> &a, int i, uint32_t *tile)
 {
     using G = row_geom<D>;
-    constexpr int PD = FP8_STORED_DIM(D), W = D / 4 + 1;
+    constexpr int PD = FP8_STORED_DIM(D), W = v_tile_words<D>;
     const fp8_layout &l = a.lay;
     const int blk = i % a.v_blocks, g = i / a.v_blocks % l.heads_kv, b = i / a.v_blocks / l.heads_kv;
     const int t0 = blk * V_KEYS, slot = b * l.heads_kv + g;
@@ -307,7 +325,8 @@ static __device__ __forceinline__ void quantise_v(const pass_args<T> &a, int i, 
     for (int k = 0; k < V_KEYS / G::rows; ++k) {
         const int t = k * G::rows + r;
         float x[8];
-        unpack8<T>(t0 + t < l.seqlen_kv ? load8<T, VEC>(a.v.row(b, t0 + t, g) + col0) : make_uint4(0, 0, 0, 0), x);
+        unpack8<T>(t0 + t < l.seqlen_kv ? load_cols<T, D, VEC>(a.v.row(b, t0 + t, g), col0) : make_uint4(0, 0, 0, 0),
+                   x);
         apply_scale(x, ls);
         const uint2 q = to_e4m3x8(x, 1.0f);
         tile[t * W + col0 / 4] = q.x;
@@ -352,8 +371,8 @@ template <typename T, int D, bool VEC> __global__ void __launch_bounds__(PASS_TH
     for (int j = 0; j < ROW_BLOCK / G::rows; ++j) {
         const int t = blk * ROW_BLOCK + j * G::rows + r;
         if (t < seqlen_kv) {
-            mk = amax8<T>(mk, load8<T, VEC>(k.row(b, t, g) + col0));
-            mv = amax8<T>(mv, load8<T, VEC>(v.row(b, t, g) + col0));
+            mk = amax8<T>(mk, load_cols<T, D, VEC>(k.row(b, t, g), col0));
+            mv = amax8<T>(mv, load_cols<T, D, VEC>(v.row(b, t, g), col0));
         }
     }
     mk = block_max<PASS_THREADS(D)>(mk, red[0]);
@@ -367,7 +386,7 @@ template <typename T, int D, bool VEC> __global__ void __launch_bounds__(PASS_TH
 template <typename T, int D, bool VEC> __global__ void __launch_bounds__(PASS_THREADS(D))
     fp8_quantise_kernel(pass_args<T> a)
 {
-    __shared__ uint32_t smem[V_KEYS * (D / 4 + 1)];
+    __shared__ uint32_t smem[V_KEYS * v_tile_words<D>];
     const int i = blockIdx.x;
     if (i < a.q_ctas)
         quantise_q<T, D, VEC>(a, i, (float *)smem);
@@ -453,7 +472,9 @@ static fattn_status quantise_dim(const fattn_params *p, const fp8_layout *l, uin
 {
     switch (p->head_dim) {
     case 64: return quantise_aligned<T, 64>(p, l, ws, stream);
+    case 96: return quantise_aligned<T, 96>(p, l, ws, stream);
     case 128: return quantise_aligned<T, 128>(p, l, ws, stream);
+    case 192: return quantise_aligned<T, 192>(p, l, ws, stream);
     default: return quantise_aligned<T, 256>(p, l, ws, stream);
     }
 }

@@ -17,9 +17,10 @@ extern "C" {
 #define FP8_Q_BLOCK FATTN_FP8_Q_BLOCK
 #define FP8_V_SHIFT FATTN_FP8_V_SHIFT
 
-/* The head dim of the e4m3 copies: head_dim 64 is stored in 128 columns (zeros past 64), so the
- * d128 FP8 kernel serves it; its quantisation (rotation chunk, c, factors) stays D = 64's. */
-#define FP8_STORED_DIM(D) ((D) < 128 ? 128 : (D))
+/* The head dim of the e4m3 copies: head_dim 64 and 96 are stored in 128 columns, 192 in 256
+ * (zeros past head_dim), so the d128 and d256 FP8 kernels serve them; their quantisation (rotation
+ * chunk, c, factors) stays head_dim's own. */
+#define FP8_STORED_DIM(D) ((D) <= 128 ? 128 : 256)
 
 /* Byte offsets into the workspace (each 256-aligned) and the sizes the kernels index with:
  * q8 [batch][heads_q][seqlen_q][dim], k8 [batch][heads_kv][seqlen_kv][dim] and vt8
@@ -32,7 +33,7 @@ typedef struct fp8_layout {
 
 fp8_layout fattn_fp8_layout(const fattn_params *p);
 
-/* Enqueues the pass for validated bf16/fp16 parameters with head_dim 64, 128 or 256 into a
+/* Enqueues the pass for validated bf16/fp16 parameters with head_dim 64, 96, 128, 192 or 256 into a
  * workspace of at least fattn_fp8_layout(p).bytes. */
 fattn_status fattn_fp8_quantise(const fattn_params *p, const fp8_layout *l, void *workspace, cudaStream_t stream);
 
