@@ -2,16 +2,18 @@
  * become e4m3 copies in the workspace, laid out as the Hopper kernel's TMA maps read them, plus the
  * factors that undo the scaling. A memset of the amax slots and two launches on the caller's
  * stream, no allocation:
- *   1. amax: the largest |k| and |v| of each (batch, kv head). K's and V's scales span all keys,
- *      so this must finish before either is rounded; each CTA reduces its 64 keys and does one
- *      atomicMax a tensor on the float bits (non-negative floats order like their bit patterns);
- *   2. quantise, each CTA one of: a 64-row block of Q, a 64-row block of K, a 128-key block of V.
- *      Q and K rows are scaled by 2^-E, rotated (random signs + Walsh-Hadamard along the head dim),
- *      scaled by c and rounded to e4m3; a Q block's E comes from its own amax, reduced from the
- *      registers its rows were loaded into (Q is read once), and its score factor is written
- *      beside it. V is scaled and rounded into a shared-memory tile, then written transposed
- *      (head_dim rows of keys) with the keys of each group of 32 permuted to match the order in
- *      which the kernel packs P (softmax.cuh).
+ *   1. scan: each CTA one of a 64-row block of Q or a 64-key block of K and V, interleaved. A K/V
+ *      CTA reduces the largest |k| and |v| of its keys and does one atomicMax a tensor per (batch,
+ *      kv head) on the float bits (non-negative floats order like their bit patterns): K's and V's
+ *      scales span all keys, so the scan must finish before either is rounded. A Q CTA scales its
+ *      rows by 2^-E from their own amax (reduced from the registers they were loaded into, so Q is
+ *      read once), rotates them (random signs + Walsh-Hadamard along the head dim), scales by c,
+ *      rounds to e4m3 and leaves its amax in its factor's slot. The amax is memory-bound and the
+ *      Q rounding bound by instructions, so sharing the SMs hides most of the amax;
+ *   2. quantise, each CTA one of: a Q factor a thread (from its block's amax and K's), a 64-row
+ *      block of K (rounded as Q is), a 128-key block of V. V is scaled and rounded into a
+ *      shared-memory tile, then written transposed (head_dim rows of keys) with the keys of each
+ *      group of 32 permuted to match the order in which the kernel packs P (softmax.cuh).
  * A lane holds eight consecutive elements of a row, read by one 16-byte load where the view's base
  * and strides allow it, else element by element into the same registers. Head dims 64 and 96 are
  * stored in 128 columns, 192 in 256, zeros past head_dim (quantize.h), so that the d128 and d256
@@ -197,16 +199,17 @@ template <int D> static __device__ __forceinline__ void butterflies8(float *x, i
     }
 }
 
-/* The arguments of the quantisation launch; the CTA index picks the role: q_ctas Q blocks, then
- * k_ctas K blocks, then the V blocks (v_blocks a head). */
+/* The arguments of both launches. The scan's CTAs: q_ctas Q blocks and k_ctas K/V amax blocks
+ * (scan_role); the quantisation's: qf_ctas of Q factors, then k_ctas K blocks, then the V blocks
+ * (v_blocks a head). */
 template <typename T> struct pass_args {
     view<T> q, k, v;
     fp8_layout lay;
     float scale_log2;
-    const unsigned *amax_k, *amax_v;
+    unsigned *amax_k, *amax_v;
     float *q_factor, *v_factor;
     uint8_t *q8, *k8, *vt8;
-    int q_ctas, k_ctas, v_blocks;
+    int q_ctas, k_ctas, qf_ctas, v_blocks;
 };
 
 /* Rows r0.. of (b, h) into raw[], rows from `rows` on as zeros; row k * row_geom<D>::rows + the
@@ -260,15 +263,26 @@ static __device__ __forceinline__ void quantise_q(const pass_args<T> &a, int i, 
 #pragma unroll
     for (int k = 0; k < ROW_BLOCK / row_geom<D>::rows; ++k) m = amax8<T>(m, raw[k]);
     const float amax_q = block_max<PASS_THREADS(D)>(m, red);
-    const float amax_k = __uint_as_float(a.amax_k[b * l.heads_kv + h / l.group]);
-    const int eq = fattn_fp8_exponent(amax_q), ek = fattn_fp8_exponent(amax_k);
-    if (threadIdx.x == 0) {
-        const float c = fattn_fp8_c(D);
-        a.q_factor[((size_t)b * l.heads_q + h) * l.q_blocks + blk] =
-            poisoned(isinf(amax_q) || isinf(amax_k),
-                     fattn_fp8_scale2(a.scale_log2 / (c * c * fattn_fp8_hadamard_n(D)), eq + ek));
-    }
-    quantise_rows<T, D>(raw, eq, rows, a.q8 + (((size_t)b * l.heads_q + h) * l.seqlen_q + r0) * FP8_STORED_DIM(D));
+    /* K's amax is still being reduced: the factor is made from this in the second launch */
+    if (threadIdx.x == 0) a.q_factor[((size_t)b * l.heads_q + h) * l.q_blocks + blk] = amax_q;
+    quantise_rows<T, D>(raw, fattn_fp8_exponent(amax_q), rows,
+                        a.q8 + (((size_t)b * l.heads_q + h) * l.seqlen_q + r0) * FP8_STORED_DIM(D));
+}
+
+/* Thread t of Q-factor CTA i: Q block i * PASS_THREADS(D) + t's score factor, in place of the
+ * block's amax that the scan left there. */
+template <typename T, int D> static __device__ __forceinline__ void q_factor(const pass_args<T> &a, int i)
+{
+    const fp8_layout &l = a.lay;
+    const int64_t idx = (int64_t)i * PASS_THREADS(D) + threadIdx.x;
+    if (idx >= (int64_t)a.q_ctas) return;
+    const int64_t bh = idx / l.q_blocks; /* b * heads_q + h */
+    const int b = (int)(bh / l.heads_q), h = (int)(bh % l.heads_q);
+    const float amax_q = a.q_factor[idx], amax_k = __uint_as_float(a.amax_k[b * l.heads_kv + h / l.group]);
+    const float c = fattn_fp8_c(D);
+    a.q_factor[idx] = poisoned(isinf(amax_q) || isinf(amax_k),
+                               fattn_fp8_scale2(a.scale_log2 / (c * c * fattn_fp8_hadamard_n(D)),
+                                                fattn_fp8_exponent(amax_q) + fattn_fp8_exponent(amax_k)));
 }
 
 template <typename T, int D, bool VEC> static __device__ __forceinline__ void quantise_k(const pass_args<T> &a, int i)
@@ -357,30 +371,54 @@ static __device__ __forceinline__ void quantise_v(const pass_args<T> &a, int i, 
     }
 }
 
-/* grid: the ROW_BLOCK-key blocks of every (batch, kv head), flat. */
-template <typename T, int D, bool VEC> __global__ void __launch_bounds__(PASS_THREADS(D))
-    fp8_amax_kernel(view<T> k, view<T> v, int seqlen_kv, int heads_kv, unsigned *amax_k, unsigned *amax_v)
+/* K/V amax block i: ROW_BLOCK keys of one (batch, kv head), the blocks of every pair flat. */
+template <typename T, int D, bool VEC>
+static __device__ __forceinline__ void amax_block(const pass_args<T> &a, int i, float (*red)[PASS_THREADS(D) / 32])
 {
     using G = row_geom<D>;
-    __shared__ float red[2][PASS_THREADS(D) / 32];
-    const int kb = (seqlen_kv + ROW_BLOCK - 1) / ROW_BLOCK, i = blockIdx.x;
-    const int blk = i % kb, g = i / kb % heads_kv, b = i / kb / heads_kv;
+    const fp8_layout &l = a.lay;
+    const int kb = (l.seqlen_kv + ROW_BLOCK - 1) / ROW_BLOCK;
+    const int blk = i % kb, g = i / kb % l.heads_kv, b = i / kb / l.heads_kv;
     const int col0 = 8 * (threadIdx.x % G::lanes), r = threadIdx.x / G::lanes;
     float mk = 0.0f, mv = 0.0f;
 #pragma unroll
     for (int j = 0; j < ROW_BLOCK / G::rows; ++j) {
         const int t = blk * ROW_BLOCK + j * G::rows + r;
-        if (t < seqlen_kv) {
-            mk = amax8<T>(mk, load_cols<T, D, VEC>(k.row(b, t, g), col0));
-            mv = amax8<T>(mv, load_cols<T, D, VEC>(v.row(b, t, g), col0));
+        if (t < l.seqlen_kv) {
+            mk = amax8<T>(mk, load_cols<T, D, VEC>(a.k.row(b, t, g), col0));
+            mv = amax8<T>(mv, load_cols<T, D, VEC>(a.v.row(b, t, g), col0));
         }
     }
     mk = block_max<PASS_THREADS(D)>(mk, red[0]);
     mv = block_max<PASS_THREADS(D)>(mv, red[1]);
     if (threadIdx.x == 0) {
-        atomicMax(&amax_k[b * heads_kv + g], __float_as_uint(mk));
-        atomicMax(&amax_v[b * heads_kv + g], __float_as_uint(mv));
+        atomicMax(&a.amax_k[b * l.heads_kv + g], __float_as_uint(mk));
+        atomicMax(&a.amax_v[b * l.heads_kv + g], __float_as_uint(mv));
     }
+}
+
+/* The scan's CTA i as (is a Q block, index among its kind): the two kinds alternate while both
+ * last, so that the block scheduler hands every SM some of each. */
+static __device__ __forceinline__ bool scan_role(int i, int nq, int na, int *j)
+{
+    const int both = 2 * min(nq, na);
+    if (i < both) {
+        *j = i / 2;
+        return i % 2 == 0;
+    }
+    *j = i - both / 2;
+    return nq > na;
+}
+
+template <typename T, int D, bool VEC> __global__ void __launch_bounds__(PASS_THREADS(D))
+    fp8_scan_kernel(pass_args<T> a)
+{
+    __shared__ float red[2][PASS_THREADS(D) / 32];
+    int j;
+    if (scan_role(blockIdx.x, a.q_ctas, a.k_ctas, &j))
+        quantise_q<T, D, VEC>(a, j, red[0]);
+    else
+        amax_block<T, D, VEC>(a, j, red);
 }
 
 template <typename T, int D, bool VEC> __global__ void __launch_bounds__(PASS_THREADS(D))
@@ -388,12 +426,12 @@ template <typename T, int D, bool VEC> __global__ void __launch_bounds__(PASS_TH
 {
     __shared__ uint32_t smem[V_KEYS * v_tile_words<D>];
     const int i = blockIdx.x;
-    if (i < a.q_ctas)
-        quantise_q<T, D, VEC>(a, i, (float *)smem);
-    else if (i < a.q_ctas + a.k_ctas)
-        quantise_k<T, D, VEC>(a, i - a.q_ctas);
+    if (i < a.qf_ctas)
+        q_factor<T, D>(a, i);
+    else if (i < a.qf_ctas + a.k_ctas)
+        quantise_k<T, D, VEC>(a, i - a.qf_ctas);
     else
-        quantise_v<T, D, VEC>(a, i - a.q_ctas - a.k_ctas, smem);
+        quantise_v<T, D, VEC>(a, i - a.qf_ctas - a.k_ctas, smem);
 }
 
 static int64_t align256(int64_t x) { return (x + 255) & ~(int64_t)255; }
@@ -442,16 +480,17 @@ static fattn_status quantise(const fattn_params *p, const fp8_layout *l, uint8_t
     a.q8 = ws + l->q8, a.k8 = ws + l->k8, a.vt8 = ws + l->vt8;
     a.v_blocks = (l->keys_pad + V_KEYS - 1) / V_KEYS;
     const int64_t k_ctas = slots * ((l->seqlen_kv + ROW_BLOCK - 1) / ROW_BLOCK),
-                  q_ctas = (int64_t)p->batch * l->heads_q * l->q_blocks, v_ctas = slots * a.v_blocks;
-    if (q_ctas + k_ctas + v_ctas > INT_MAX)
+                  q_ctas = (int64_t)p->batch * l->heads_q * l->q_blocks, v_ctas = slots * a.v_blocks,
+                  qf_ctas = (q_ctas + PASS_THREADS(D) - 1) / PASS_THREADS(D);
+    if (q_ctas + k_ctas > INT_MAX || qf_ctas + k_ctas + v_ctas > INT_MAX)
         return fattn_fail(FATTN_ERR_UNSUPPORTED, "FP8 quantisation pass: its %lld CTAs exceed a grid's 2^31-1",
-                          (long long)(q_ctas + k_ctas + v_ctas));
-    a.q_ctas = (int)q_ctas, a.k_ctas = (int)k_ctas;
+                          (long long)(q_ctas + k_ctas > qf_ctas + k_ctas + v_ctas ? q_ctas + k_ctas
+                                                                                  : qf_ctas + k_ctas + v_ctas));
+    a.q_ctas = (int)q_ctas, a.k_ctas = (int)k_ctas, a.qf_ctas = (int)qf_ctas;
     cudaError_t e = cudaMemsetAsync(amax, 0, 2 * (size_t)slots * sizeof(unsigned), stream);
     if (e == cudaSuccess) {
-        fp8_amax_kernel<T, D, VEC>
-            <<<(unsigned)k_ctas, PASS_THREADS(D), 0, stream>>>(a.k, a.v, l->seqlen_kv, l->heads_kv, amax, amax + slots);
-        fp8_quantise_kernel<T, D, VEC><<<(unsigned)(q_ctas + k_ctas + v_ctas), PASS_THREADS(D), 0, stream>>>(a);
+        fp8_scan_kernel<T, D, VEC><<<(unsigned)(q_ctas + k_ctas), PASS_THREADS(D), 0, stream>>>(a);
+        fp8_quantise_kernel<T, D, VEC><<<(unsigned)(qf_ctas + k_ctas + v_ctas), PASS_THREADS(D), 0, stream>>>(a);
         e = cudaGetLastError();
     }
     if (e != cudaSuccess) return fattn_fail(FATTN_ERR_CUDA, "FP8 quantisation pass failed: %s", cudaGetErrorString(e));
