@@ -28,7 +28,24 @@ typedef struct hopper_args {
     int section;  /* causal: (batch, head) pairs per L2 section (scheduler.cuh), a multiple of group */
     int *tile_counter; /* causal: tiles claimed so far beyond the CTAs' first, 0 at launch (workspace) */
     float scale_log2; /* softmax scale * log2(e), so exp(x * scale) = exp2(x * scale_log2) */
+    /* HOPPER_SPLIT_TAIL, non-causal (scheduler.cuh): the grid's CTAs, the first number past the
+     * whole tiles (a multiple of ctas; tiles when nothing is split), the key blocks of the split
+     * tiles, and the workspace their pieces go to: per piece slot, tile_rows x piece_cols fp32
+     * outputs and tile_rows base-2 log-sum-exps */
+    int ctas, split_from, split_units, tile_rows, piece_cols;
+    float *piece_o, *piece_lse;
 } hopper_args;
+
+/* A tuning knob, off by default and not yet run on a GPU (docs/perf-notes.md, v16): a non-causal
+ * call's last round of tiles, which leaves CTAs idle when the tile count is not a multiple of the
+ * grid, is split along the keys over every CTA, each piece written to the workspace in fp32 with
+ * its log-sum-exp, and a second launch (merge.cu) combines the pieces of each tile. */
+#ifndef HOPPER_SPLIT_TAIL
+#define HOPPER_SPLIT_TAIL 0
+#endif
+/* The most CTAs a split call may have: the workspace is sized for two pieces each before the
+ * device is known. */
+#define HOPPER_SPLIT_MAX_CTAS 160
 
 /* A kernel's element kind (its template parameter K): what its Q, K and V tiles hold, which wgmma
  * multiplies them, and the dtype O is written in. */

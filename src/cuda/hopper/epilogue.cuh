@@ -17,6 +17,29 @@
  * read it. The row sums l hold 2^HOPPER_P_LOG2 times the sums of probabilities (softmax.cuh), a
  * quarter of each row's in each thread of its quad; with HOPPER_L_MMA they are O's last column
  * group, whole in every thread. */
+/* A piece of a split tile (HOPPER_SPLIT_TAIL): its rows of O, normalised by their own sums, and
+ * their base-2 log-sum-exps, into the piece's workspace slot for merge.cu. Nothing goes through the
+ * O tile, so the Q tile it may share is free at once. */
+template <int K, int D>
+static __device__ __forceinline__ void write_piece(const hopper_args *a, const hopper_tile *t, int wg, int tid,
+                                                   const float *o, const float *m, const float *l, const float *f,
+                                                   const float *inv)
+{
+    const int lane = tid % 32, row0 = wg * HOPPER_WG_ROWS + 16 * (tid / 32) + lane / 4;
+    float *po = a->piece_o + (size_t)t->piece * a->tile_rows * a->piece_cols;
+#pragma unroll
+    for (int g = 0; g < HOPPER_DT(D) / 8; ++g)
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+            *(float2 *)(po + (size_t)(row0 + 8 * h) * a->piece_cols + 8 * g + 2 * (lane % 4)) =
+                make_float2(o[4 * g + 2 * h] * inv[h], o[4 * g + 2 * h + 1] * inv[h]);
+    if (lane % 4 == 0)
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+            a->piece_lse[(size_t)t->piece * a->tile_rows + row0 + 8 * h] =
+                l[h] > 0.0f ? m[h] * f[0] + log2f(l[h]) - (float)HOPPER_P_LOG2(HK_FP8(K)) : -INFINITY;
+}
+
 template <int K, int D, bool SEPARATE>
 static __device__ __forceinline__ void write_output(const hopper_args *a, const hopper_tile *t, int wg, int tid,
                                                     float *o, const float *m, float *l, const float *f,
@@ -29,6 +52,11 @@ static __device__ __forceinline__ void write_output(const hopper_args *a, const 
         if constexpr (HOPPER_L_MMA(K)) l[h] = o[HOPPER_DT(D) / 2 + 2 * h];
         else l[h] = quad_sum(l[h]);
         inv[h] = l[h] > 0.0f ? f[1] * (float)(1 << HOPPER_P_LOG2(HK_FP8(K))) / l[h] : 0.0f;
+    }
+    if (HOPPER_SPLIT_TAIL && t->piece >= 0) { /* tile-uniform */
+        write_piece<K, D>(a, t, wg, tid, o, m, l, f, inv);
+        if (!SEPARATE && tid == 0) mbar_arrive(q_empty);
+        return;
     }
     if (SEPARATE) {
         if (tid == 0) tma_store_wait_read();

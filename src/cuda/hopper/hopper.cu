@@ -6,6 +6,7 @@
 #include "../../core/internal.h"
 #include "hopper.h"
 #include "kernel.cuh"
+#include "merge.h"
 #include "quantize.h"
 #include "stage.h"
 
@@ -201,6 +202,12 @@ static int rows_per_cta(const fattn_params *p)
 static int key_block(const fattn_params *p)
 {
     return p->mode == FATTN_MODE_FP8 ? CFGF8_BN : native_config(p)->bn;
+}
+
+/* The columns of the kernel's O accumulator (its DT), which a split tile's pieces keep. */
+static int kernel_cols(const fattn_params *p)
+{
+    return HOPPER_DT(p->mode == FATTN_MODE_FP8 ? (int)FP8_STORED_DIM(p->head_dim) : native_config(p)->d);
 }
 
 static const int64_t TMA_STRIDE_LIMIT = (int64_t)1 << 40;
@@ -415,10 +422,43 @@ static size_t counter_offset(int64_t copy_bytes)
     return ((size_t)copy_bytes + 255) / 256 * 256;
 }
 
+/* HOPPER_SPLIT_TAIL's pieces (two slots a CTA, at most HOPPER_SPLIT_MAX_CTAS of them): the offset of
+ * their outputs past the counter, and their bytes with the log-sum-exps (0 where nothing is split). */
+static size_t pieces_offset(const fattn_params *p, int64_t copy_bytes)
+{
+    return counter_offset(copy_bytes) + (p->causal ? 256 : 0);
+}
+
+static size_t pieces_bytes(const fattn_params *p)
+{
+    if (!HOPPER_SPLIT_TAIL || p->causal || (p->mode != FATTN_MODE_FP8 && native_config(p) == NULL)) return 0;
+    return (size_t)2 * HOPPER_SPLIT_MAX_CTAS * rows_per_cta(p) * (kernel_cols(p) + 1) * sizeof(float);
+}
+
 extern "C" size_t fattn_hopper_workspace_size(const fattn_params *p)
 {
     const int64_t copies = p->mode == FATTN_MODE_FP8 ? fattn_fp8_layout(p).bytes : staging(p).bytes;
-    return counter_offset(copies) + (p->causal ? 256 : 0);
+    return pieces_offset(p, copies) + pieces_bytes(p);
+}
+
+/* HOPPER_SPLIT_TAIL: splits the last round of a non-causal call's tiles where it has one (a tile
+ * count that is not a multiple of the grid, after at least one whole round) and where the split
+ * tiles' key blocks give every CTA at least two. */
+static void plan_split(const fattn_params *p, hopper_args *a, int grid, int bn, uint8_t *ws, size_t pieces)
+{
+    const int whole = a->tiles / grid * grid, left = a->tiles - whole, n_total = (a->seqlen_kv + bn - 1) / bn;
+    a->ctas = grid;
+    a->split_from = a->tiles;
+    a->split_units = 0;
+    a->piece_o = a->piece_lse = NULL;
+    if (!HOPPER_SPLIT_TAIL || p->causal || whole == 0 || left == 0 || grid > HOPPER_SPLIT_MAX_CTAS ||
+        (int64_t)left * n_total < 2 * (int64_t)grid)
+        return;
+    a->split_from = whole;
+    a->split_units = left * n_total;
+    a->piece_cols = kernel_cols(p);
+    a->piece_o = (float *)(ws + pieces);
+    a->piece_lse = a->piece_o + (size_t)2 * grid * a->tile_rows * a->piece_cols;
 }
 
 /* Causal tiles go through the L2 in sections (scheduler.cuh): as many (batch, head) pairs, in whole
@@ -487,6 +527,9 @@ extern "C" fattn_status fattn_hopper_forward(const fattn_params *p, void *worksp
     args.section = l2_section(p, kv_head_bytes, l2);
     const int grid = args.tiles < sms ? args.tiles : sms;
     if (grid == 0) return FATTN_OK; /* no query rows: nothing to write */
+    args.tile_rows = m_rows;
+    args.piece_cols = 0;
+    plan_split(p, &args, grid, bn, ws, pieces_offset(p, p->mode == FATTN_MODE_FP8 ? l.bytes : sl.bytes));
     /* The pre-passes go last, so a call refused above has enqueued nothing. */
     if (p->mode == FATTN_MODE_FP8 && (st = fattn_fp8_quantise(p, &l, workspace, stream)) != FATTN_OK) return st;
     if (sl.bytes > 0 && (st = fattn_stage(p, &sl, workspace, stream)) != FATTN_OK) return st;
@@ -498,9 +541,12 @@ extern "C" fattn_status fattn_hopper_forward(const fattn_params *p, void *worksp
     }
 
     if (p->dtype == FATTN_DTYPE_F32)
-        return p->causal ? launch_tf32<true>(p, &args, grid, stream) : launch_tf32<false>(p, &args, grid, stream);
-    if (p->dtype == FATTN_DTYPE_BF16)
-        return p->causal ? launch_dim<HK_BF16, true>(p, &args, grid, stream)
-                         : launch_dim<HK_BF16, false>(p, &args, grid, stream);
-    return p->causal ? launch_dim<HK_F16, true>(p, &args, grid, stream) : launch_dim<HK_F16, false>(p, &args, grid, stream);
+        st = p->causal ? launch_tf32<true>(p, &args, grid, stream) : launch_tf32<false>(p, &args, grid, stream);
+    else if (p->dtype == FATTN_DTYPE_BF16)
+        st = p->causal ? launch_dim<HK_BF16, true>(p, &args, grid, stream)
+                       : launch_dim<HK_BF16, false>(p, &args, grid, stream);
+    else
+        st = p->causal ? launch_dim<HK_F16, true>(p, &args, grid, stream) : launch_dim<HK_F16, false>(p, &args, grid, stream);
+    if (st != FATTN_OK) return st;
+    return fattn_hopper_merge(p, &args, (args.seqlen_kv + bn - 1) / bn, stream);
 }

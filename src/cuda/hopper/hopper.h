@@ -21,7 +21,8 @@ fattn_status fattn_hopper_serves(const fattn_params *p);
 fattn_status fattn_hopper_supported(const fattn_params *p);
 
 /* Device workspace the Hopper forward needs: FP8 mode's e4m3 copies and factors, fp32's tf32 copies,
- * and a causal call's tile counter; 0 for a non-causal bf16/fp16 call. */
+ * a causal call's tile counter, and in a build with HOPPER_SPLIT_TAIL a non-causal call's split
+ * pieces; 0 for a non-causal bf16/fp16 call otherwise. */
 size_t fattn_hopper_workspace_size(const fattn_params *p);
 
 /* Enqueues the Hopper forward on stream, with a 256-byte aligned workspace of at least

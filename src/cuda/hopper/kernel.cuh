@@ -140,19 +140,19 @@ static __device__ __forceinline__ int tile_limits(const hopper_args *a, const ho
     return CAUSAL ? min(a->seqlen_kv, max(0, t->m0 + wg * HOPPER_WG_ROWS + shift + 1)) / BN : a->seqlen_kv / BN;
 }
 
-/* Once S_j = Q K_j^T (the j-th of n key blocks, stage-ring position it) has completed: K_j's stage
- * goes back to the producer (and Q after the tile's last Q K^T, when O has its own tile), then S_j
- * is masked and folded into the running softmax. */
+/* Once S_j = Q K_j^T (the j-th of tile t's key blocks, key block t->j0 + j, stage-ring position it)
+ * has completed: K_j's stage goes back to the producer (and Q after the tile's last Q K^T, when O
+ * has its own tile), then S_j is masked and folded into the running softmax. */
 template <int K, int D, int NWG, int BN, int STAGES>
-static __device__ __forceinline__ void scores_done(const hopper_smem *c, int tid, int it, int j, int n, int slot,
-                                                   int first_masked, const int *last, float *s, float *m,
+static __device__ __forceinline__ void scores_done(const hopper_smem *c, const hopper_tile *t, int tid, int it, int j,
+                                                   int slot, int first_masked, const int *last, float *s, float *m,
                                                    float *l, float *alpha, const float *f)
 {
-    const int lane = tid % 32;
+    const int lane = tid % 32, jb = t->j0 + j;
     fence_accum<BN / 2>(s);
     if (lane == 0) mbar_arrive(c->k_empty + 8 * (it % STAGES));
-    if (HOPPER_O_SEPARATE(D, K, NWG) && j == n - 1 && lane == 0) mbar_arrive(c->q_empty + 8 * slot);
-    if (j >= first_masked) mask_scores<BN>(s, j * BN + 2 * (lane % 4), last);
+    if (HOPPER_O_SEPARATE(D, K, NWG) && j == t->n_blocks - 1 && lane == 0) mbar_arrive(c->q_empty + 8 * slot);
+    if (jb >= first_masked) mask_scores<BN>(s, jb * BN + 2 * (lane % 4), last);
     online_softmax<BN, HK_FP8(K), !HOPPER_L_MMA(K)>(s, m, l, alpha, f[0]);
 }
 
@@ -197,7 +197,7 @@ static __device__ __forceinline__ void start_tile(const hopper_args *a, const ho
                           c->k_tiles + st * HOPPER_TILE_BYTES(BN, D, K));
     turn_pass<D>((wg + 1) % NWG);
     wgmma_wait<0>();
-    scores_done<K, D, NWG, BN, STAGES>(c, tid, it, 0, t->n_blocks, slot, first_masked, last, s, m, l, alpha, f);
+    scores_done<K, D, NWG, BN, STAGES>(c, t, tid, it, 0, slot, first_masked, last, s, m, l, alpha, f);
     make_p<K, D, NWG, BN>(c, wg, tid, s, p);
 }
 
@@ -223,7 +223,7 @@ static __device__ __forceinline__ void middle_blocks(const hopper_args *a, const
         issue_p_v<K, D, NWG, BN>(c, wg, o, p, c->v_tiles + pst * HOPPER_TILE_BYTES(BN, D, K));
         turn_pass<D>((wg + 1) % NWG);
         wgmma_wait<1>();
-        scores_done<K, D, NWG, BN, STAGES>(c, tid, jt, j, n, slot, first_masked, last, s, m, l, alpha, f);
+        scores_done<K, D, NWG, BN, STAGES>(c, t, tid, jt, j, slot, first_masked, last, s, m, l, alpha, f);
         wait_pv_rescale<K, D, NWG, BN>(a, wg, o, p, alpha);
         if (tid % 32 == 0) mbar_arrive(c->v_empty + 8 * pst);
         make_p<K, D, NWG, BN>(c, wg, tid, s, p);
@@ -278,7 +278,7 @@ static __device__ __forceinline__ void chain_tiles(const hopper_args *a, const h
     reset_rows<K, D>(a, next, wg, o, m, l, f);
     const int first_masked = tile_limits<BN, CAUSAL>(a, next, wg, tid, last);
     wgmma_wait<0>();
-    scores_done<K, D, NWG, BN, STAGES>(c, tid, nit, 0, next->n_blocks, nslot, first_masked, last, s, m, l, alpha, f);
+    scores_done<K, D, NWG, BN, STAGES>(c, next, tid, nit, 0, nslot, first_masked, last, s, m, l, alpha, f);
     make_p<K, D, NWG, BN>(c, wg, tid, s, p);
 }
 

@@ -101,7 +101,7 @@ static __device__ __forceinline__ void produce(const hopper_args *a, const hoppe
         if (QB == 2) load_q<K, D, NWG>(a, &t, sm, k);
         for (int j = 0; j < t.n_blocks; ++j, ++it) {
             if (CAUSAL && j == max(0, t.n_blocks - HOPPER_CLAIM_AHEAD)) next = claim_tile(a);
-            const hopper_block b = {it, j * BN, t.head_kv, t.batch};
+            const hopper_block b = {it, (t.j0 + j) * BN, t.head_kv, t.batch};
             load_k_block<K, D, BN, STAGES>(a, sm, &b);
             if (v.it >= 0) load_v_block<K, D, BN, STAGES>(a, sm, &v);
             if (QB == 1 && j == 0) load_q<K, D, NWG>(a, &t, sm, k);

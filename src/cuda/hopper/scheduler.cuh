@@ -23,14 +23,70 @@ typedef struct hopper_tile {
     int head;     /* query head */
     int head_kv;  /* key/value head (GQA: head / group) */
     int batch;
-    int n_blocks; /* key blocks to visit, from block 0; at least 1 */
+    int n_blocks; /* key blocks to visit, from block j0; at least 1 */
+    int j0;       /* the first key block: 0 but for a piece of a split tile */
+    int piece;    /* a split tile's piece: its workspace slot (HOPPER_SPLIT_TAIL); -1: a whole tile */
 } hopper_tile;
 
-/* Tile `number` (the CTA's first, G on from its last, or the counter's), or 0 past the last. Host
- * code too: tests/cpu/test_hopper_schedule.cu checks the numbering on the CPU. */
+/* HOPPER_SPLIT_TAIL: the key blocks of the split tiles, numbered tile by tile, are dealt to the
+ * CTAs in equal runs; CTA c's run is [lo, hi). The run is shorter than a tile (fewer split tiles
+ * than CTAs), so it covers at most two pieces: from lo to the end of lo's tile (slot 2c), and the
+ * rest (slot 2c + 1). */
+static __host__ __device__ __forceinline__ void split_run(const hopper_args *a, int c, int64_t *lo, int64_t *hi)
+{
+    *lo = (int64_t)c * a->split_units / a->ctas;
+    *hi = (int64_t)(c + 1) * a->split_units / a->ctas;
+}
+
+/* Piece k (0 or 1) of CTA c's run, as key blocks [b0, b1) of that numbering; 0 when it has none. */
+static __host__ __device__ __forceinline__ int split_piece(const hopper_args *a, int c, int k, int n, int64_t *b0,
+                                                           int64_t *b1)
+{
+    int64_t lo, hi;
+    split_run(a, c, &lo, &hi);
+    const int64_t cut = (lo / n + 1) * n; /* the end of the tile lo falls in */
+    *b0 = k == 0 ? lo : cut;
+    *b1 = k == 0 ? (hi < cut ? hi : cut) : hi;
+    return k <= 1 && *b0 < *b1;
+}
+
+/* The pieces of split tile st lie in the runs of CTAs [c0, c1): from a run that starts at or
+ * before the tile's first key block to the last that starts inside it; piece_in says which of a
+ * CTA's two pieces do. */
+static __host__ __device__ __forceinline__ void runs_into(const hopper_args *a, int st, int n_total, int *c0, int *c1)
+{
+    const int64_t end = ((int64_t)st + 1) * n_total;
+    int64_t lo, hi;
+    int c = (int)((int64_t)st * n_total * a->ctas / a->split_units);
+    *c0 = c;
+    for (split_run(a, c, &lo, &hi); lo < end && ++c < a->ctas;) split_run(a, c, &lo, &hi);
+    *c1 = c;
+}
+
+static __host__ __device__ __forceinline__ bool piece_in(const hopper_args *a, int c, int k, int st, int n_total)
+{
+    int64_t b0, b1;
+    return split_piece(a, c, k, n_total, &b0, &b1) && b0 / n_total == st;
+}
+
+/* Tile `number` (the CTA's first, G on from its last, or the counter's), or 0 past the last. With
+ * HOPPER_SPLIT_TAIL, a non-causal number from split_from on is CTA c's piece k, c + k * G past it.
+ * Host code too: tests/cpu/test_hopper_schedule.cu checks the numbering on the CPU. */
 template <int M, int BN, bool CAUSAL>
 static __host__ __device__ __forceinline__ int tile_of_number(const hopper_args *a, int number, hopper_tile *t)
 {
+    int j0 = 0, piece = -1, n_piece = 0;
+    if constexpr (HOPPER_SPLIT_TAIL && !CAUSAL) {
+        if (number >= a->split_from) {
+            const int q = number - a->split_from, c = q % a->ctas, k = q / a->ctas, n = (a->seqlen_kv + BN - 1) / BN;
+            int64_t b0, b1;
+            if (!split_piece(a, c, k, n, &b0, &b1)) return 0;
+            number = a->split_from + (int)(b0 / n);
+            j0 = (int)(b0 % n);
+            n_piece = (int)(b1 - b0);
+            piece = 2 * c + k;
+        }
+    }
     if (number >= a->tiles) return 0;
     const int heads = a->tiles / a->m_blocks; /* batch * heads_q */
     int bh, mb;
@@ -48,7 +104,9 @@ static __host__ __device__ __forceinline__ int tile_of_number(const hopper_args 
     t->batch = bh / a->heads_q;
     t->head_kv = t->head / a->group;
     const int n_total = (a->seqlen_kv + BN - 1) / BN;
-    t->n_blocks = n_total;
+    t->n_blocks = piece >= 0 ? n_piece : n_total;
+    t->j0 = j0;
+    t->piece = piece;
     if (CAUSAL) {
         /* Bottom-right alignment: row i sees keys up to i + seqlen_kv - seqlen_q. A tile whose rows
          * see no key at all (seqlen_q > seqlen_kv) still visits block 0, fully masked, which leaves
