@@ -37,15 +37,16 @@ typedef struct hopper_args {
 } hopper_args;
 
 /* A tuning knob, off by default and not yet run on a GPU (docs/perf-notes.md, v16): a non-causal
- * call's last round of tiles, which leaves CTAs idle when the tile count is not a multiple of the
+ * native-mode call's last round of tiles, which leaves CTAs idle when the tile count is not a multiple of the
  * grid, is split along the keys over every CTA, each piece written to the workspace in fp32 with
  * its log-sum-exp, and a second launch (merge.cu) combines the pieces of each tile. */
 #ifndef HOPPER_SPLIT_TAIL
 #define HOPPER_SPLIT_TAIL 0
 #endif
-/* The most CTAs a split call may have: the workspace is sized for two pieces each before the
- * device is known. */
+/* The most CTAs a split call may have, and the tallest tile: the workspace is sized for two pieces
+ * a CTA before the device and the tile are known. */
 #define HOPPER_SPLIT_MAX_CTAS 160
+#define HOPPER_SPLIT_MAX_ROWS 192
 
 /* A kernel's element kind (its template parameter K): what its Q, K and V tiles hold, which wgmma
  * multiplies them, and the dtype O is written in. */

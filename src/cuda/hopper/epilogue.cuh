@@ -19,7 +19,7 @@
  * group, whole in every thread. */
 /* A piece of a split tile (HOPPER_SPLIT_TAIL): its rows of O, normalised by their own sums, and
  * their base-2 log-sum-exps, into the piece's workspace slot for merge.cu. Nothing goes through the
- * O tile, so the Q tile it may share is free at once. */
+ * O tile. */
 template <int K, int D>
 static __device__ __forceinline__ void write_piece(const hopper_args *a, const hopper_tile *t, int wg, int tid,
                                                    const float *o, const float *m, const float *l, const float *f,
@@ -55,7 +55,12 @@ static __device__ __forceinline__ void write_output(const hopper_args *a, const 
     }
     if (HOPPER_SPLIT_TAIL && t->piece >= 0) { /* tile-uniform */
         write_piece<K, D>(a, t, wg, tid, o, m, l, f, inv);
-        if (!SEPARATE && tid == 0) mbar_arrive(q_empty);
+        if (!SEPARATE) {
+            /* the Q tile goes back once all four warps are past their last wait, as the store's
+             * barrier ensures on a whole tile */
+            named_bar_sync(1 + wg, 128);
+            if (tid == 0) mbar_arrive(q_empty);
+        }
         return;
     }
     if (SEPARATE) {

@@ -422,8 +422,10 @@ static size_t counter_offset(int64_t copy_bytes)
     return ((size_t)copy_bytes + 255) / 256 * 256;
 }
 
-/* HOPPER_SPLIT_TAIL's pieces (two slots a CTA, at most HOPPER_SPLIT_MAX_CTAS of them): the offset of
- * their outputs past the counter, and their bytes with the log-sum-exps (0 where nothing is split). */
+/* HOPPER_SPLIT_TAIL's pieces (two slots a CTA, at most HOPPER_SPLIT_MAX_CTAS of them, each of the
+ * tallest tile any call of this head dim may take: rows_per_cta moves with seqlen_q at D 48/64, and
+ * a plugin sizes the workspace at its profile's largest shapes): the offset of their outputs past
+ * the counter, and their bytes with the log-sum-exps (0 where nothing is split). */
 static size_t pieces_offset(const fattn_params *p, int64_t copy_bytes)
 {
     return counter_offset(copy_bytes) + (p->causal ? 256 : 0);
@@ -431,8 +433,8 @@ static size_t pieces_offset(const fattn_params *p, int64_t copy_bytes)
 
 static size_t pieces_bytes(const fattn_params *p)
 {
-    if (!HOPPER_SPLIT_TAIL || p->causal || (p->mode != FATTN_MODE_FP8 && native_config(p) == NULL)) return 0;
-    return (size_t)2 * HOPPER_SPLIT_MAX_CTAS * rows_per_cta(p) * (kernel_cols(p) + 1) * sizeof(float);
+    if (!HOPPER_SPLIT_TAIL || p->causal || p->mode == FATTN_MODE_FP8 || native_config(p) == NULL) return 0;
+    return (size_t)2 * HOPPER_SPLIT_MAX_CTAS * HOPPER_SPLIT_MAX_ROWS * (kernel_cols(p) + 1) * sizeof(float);
 }
 
 extern "C" size_t fattn_hopper_workspace_size(const fattn_params *p)
@@ -443,7 +445,9 @@ extern "C" size_t fattn_hopper_workspace_size(const fattn_params *p)
 
 /* HOPPER_SPLIT_TAIL: splits the last round of a non-causal call's tiles where it has one (a tile
  * count that is not a multiple of the grid, after at least one whole round) and where the split
- * tiles' key blocks give every CTA at least two. */
+ * tiles' key blocks give every CTA at least two. Never in FP8 mode: its definition rounds P against
+ * the running maxima of the key blocks from key 0 (docs/architecture.md), which a piece starting
+ * further on does not have. */
 static void plan_split(const fattn_params *p, hopper_args *a, int grid, int bn, uint8_t *ws, size_t pieces)
 {
     const int whole = a->tiles / grid * grid, left = a->tiles - whole, n_total = (a->seqlen_kv + bn - 1) / bn;
@@ -451,11 +455,13 @@ static void plan_split(const fattn_params *p, hopper_args *a, int grid, int bn, 
     a->split_from = a->tiles;
     a->split_units = 0;
     a->piece_o = a->piece_lse = NULL;
-    if (!HOPPER_SPLIT_TAIL || p->causal || whole == 0 || left == 0 || grid > HOPPER_SPLIT_MAX_CTAS ||
-        (int64_t)left * n_total < 2 * (int64_t)grid)
+    const int64_t units = (int64_t)left * n_total;
+    if (!HOPPER_SPLIT_TAIL || p->causal || p->mode == FATTN_MODE_FP8 || whole == 0 || left == 0 ||
+        grid > HOPPER_SPLIT_MAX_CTAS || a->tile_rows > HOPPER_SPLIT_MAX_ROWS || units < 2 * (int64_t)grid ||
+        units > 0x7fffffff)
         return;
     a->split_from = whole;
-    a->split_units = left * n_total;
+    a->split_units = (int)units;
     a->piece_cols = kernel_cols(p);
     a->piece_o = (float *)(ws + pieces);
     a->piece_lse = a->piece_o + (size_t)2 * grid * a->tile_rows * a->piece_cols;

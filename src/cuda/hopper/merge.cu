@@ -23,35 +23,45 @@ __global__ void __launch_bounds__(MERGE_THREADS)
     merge_kernel(const __grid_constant__ hopper_args a, T *o, int64_t sb, int64_t ss, int64_t sh, int head_dim,
                  int n_total)
 {
+    /* the row's pieces and their weights 2^(lse_p - max), found once, in CTA order, so the sum
+     * below runs in the same order on every call */
+    __shared__ int slot[2 * HOPPER_SPLIT_MAX_CTAS];
+    __shared__ float weight[2 * HOPPER_SPLIT_MAX_CTAS];
+    __shared__ int pieces;
+    __shared__ float total, lse2;
     const int st = blockIdx.x / a.tile_rows, row = blockIdx.x % a.tile_rows;
     const int number = a.split_from + st, bh = number / a.m_blocks;
     const int i = number % a.m_blocks * a.tile_rows + row, head = bh % a.heads_q, batch = bh / a.heads_q;
     if (i >= a.seqlen_q) return;
-    int c0, c1;
-    runs_into(&a, st, n_total, &c0, &c1);
-    float mx = -INFINITY;
-    for (int c = c0; c < c1; ++c)
-        for (int k = 0; k < 2; ++k)
-            if (piece_in(&a, c, k, st, n_total)) mx = fmaxf(mx, a.piece_lse[(size_t)(2 * c + k) * a.tile_rows + row]);
-    float sum = 0.0f;
-    for (int c = c0; c < c1; ++c)
-        for (int k = 0; k < 2; ++k)
-            if (mx != -INFINITY && piece_in(&a, c, k, st, n_total))
-                sum += exp2f(a.piece_lse[(size_t)(2 * c + k) * a.tile_rows + row] - mx);
+    if (threadIdx.x == 0) {
+        int c0, c1, n = 0;
+        runs_into(&a, st, n_total, &c0, &c1);
+        float mx = -INFINITY, sum = 0.0f;
+        for (int c = c0; c < c1; ++c)
+            for (int k = 0; k < 2; ++k)
+                if (piece_in(&a, c, k, st, n_total)) {
+                    slot[n] = 2 * c + k;
+                    mx = fmaxf(mx, a.piece_lse[(size_t)slot[n] * a.tile_rows + row]);
+                    ++n;
+                }
+        for (int q = 0; q < n; ++q) {
+            weight[q] = mx == -INFINITY ? 0.0f : exp2f(a.piece_lse[(size_t)slot[q] * a.tile_rows + row] - mx);
+            sum += weight[q];
+        }
+        pieces = n;
+        total = sum;
+        lse2 = sum > 0.0f ? mx + log2f(sum) : -INFINITY;
+    }
+    __syncthreads();
     T *out = o + batch * sb + (int64_t)i * ss + head * sh;
     for (int d = threadIdx.x; d < head_dim; d += MERGE_THREADS) {
         float acc = 0.0f;
-        for (int c = c0; c < c1; ++c)
-            for (int k = 0; k < 2; ++k)
-                if (mx != -INFINITY && piece_in(&a, c, k, st, n_total)) {
-                    const size_t slot = (size_t)(2 * c + k) * a.tile_rows + row;
-                    acc += exp2f(a.piece_lse[slot] - mx) * a.piece_o[slot * a.piece_cols + d];
-                }
-        out[d] = from_f32<T>(sum > 0.0f ? acc / sum : 0.0f);
+        for (int q = 0; q < pieces; ++q)
+            acc += weight[q] * a.piece_o[((size_t)slot[q] * a.tile_rows + row) * a.piece_cols + d];
+        out[d] = from_f32<T>(total > 0.0f ? acc / total : 0.0f);
     }
     if (a.lse != NULL && threadIdx.x == 0)
-        a.lse[((size_t)batch * a.heads_q + head) * a.seqlen_q + i] =
-            sum > 0.0f ? (mx + log2f(sum)) * 0.69314718055994531f : -INFINITY;
+        a.lse[((size_t)batch * a.heads_q + head) * a.seqlen_q + i] = lse2 * 0.69314718055994531f;
 }
 
 template <typename T>
