@@ -11,12 +11,6 @@
 #include "scheduler.cuh"
 #include "softmax.cuh"
 
-/* wg: consumer index; tid: thread in the warpgroup; f: the tile's factors (kernel.cuh). With
- * SEPARATE, o_tile is the warpgroup's own O tile, reused once the previous tile's store has read
- * it; otherwise it is the Q tile, handed back to the producer through q_empty once this store has
- * read it. The row sums l hold 2^HOPPER_P_LOG2 times the sums of probabilities (softmax.cuh), a
- * quarter of each row's in each thread of its quad; with HOPPER_L_MMA they are O's last column
- * group, whole in every thread. */
 /* A piece of a split tile (HOPPER_SPLIT_TAIL): its rows of O, normalised by their own sums, and
  * their base-2 log-sum-exps, into the piece's workspace slot for merge.cu. Nothing goes through the
  * O tile. */
@@ -40,6 +34,12 @@ static __device__ __forceinline__ void write_piece(const hopper_args *a, const h
                 l[h] > 0.0f ? m[h] * f[0] + log2f(l[h]) - (float)HOPPER_P_LOG2(HK_FP8(K)) : -INFINITY;
 }
 
+/* wg: consumer index; tid: thread in the warpgroup; f: the tile's factors (kernel.cuh). With
+ * SEPARATE, o_tile is the warpgroup's own O tile, reused once the previous tile's store has read
+ * it; otherwise it is the Q tile, handed back to the producer through q_empty once this store has
+ * read it. The row sums l hold 2^HOPPER_P_LOG2 times the sums of probabilities (softmax.cuh), a
+ * quarter of each row's in each thread of its quad; with HOPPER_L_MMA they are O's last column
+ * group, whole in every thread. */
 template <int K, int D, bool SEPARATE>
 static __device__ __forceinline__ void write_output(const hopper_args *a, const hopper_tile *t, int wg, int tid,
                                                     float *o, const float *m, float *l, const float *f,
