@@ -454,6 +454,7 @@ static void plan_split(const fattn_params *p, hopper_args *a, int grid, int bn, 
     a->ctas = grid;
     a->split_from = a->tiles;
     a->split_units = 0;
+    a->piece_cols = 0;
     a->piece_o = a->piece_lse = NULL;
     const int64_t units = (int64_t)left * n_total;
     if (!HOPPER_SPLIT_TAIL || p->causal || p->mode == FATTN_MODE_FP8 || whole == 0 || left == 0 ||
@@ -534,7 +535,6 @@ extern "C" fattn_status fattn_hopper_forward(const fattn_params *p, void *worksp
     const int grid = args.tiles < sms ? args.tiles : sms;
     if (grid == 0) return FATTN_OK; /* no query rows: nothing to write */
     args.tile_rows = m_rows;
-    args.piece_cols = 0;
     plan_split(p, &args, grid, bn, ws, pieces_offset(p, p->mode == FATTN_MODE_FP8 ? l.bytes : sl.bytes));
     /* The pre-passes go last, so a call refused above has enqueued nothing. */
     if (p->mode == FATTN_MODE_FP8 && (st = fattn_fp8_quantise(p, &l, workspace, stream)) != FATTN_OK) return st;

@@ -46,7 +46,7 @@ template <int D> struct row_geom {
     static constexpr int cols = D <= 64 ? 64 : D <= 128 ? 128 : 256;
     static constexpr int lanes = cols / 8, rows = PASS_THREADS(D) / lanes;
     static constexpr bool ragged = D < cols; /* lanes past D exist */
-    static_assert(D % 8 == 0 && D <= cols && rows >= 1, "a row's lanes are a power-of-two part of a warp");
+    static_assert(D % 8 == 0 && D <= cols && rows >= 1, "a row is whole lanes of eight elements, a power-of-two part of a warp");
     static_assert(FP8_STORED_DIM(D) % cols == 0, "the stored rows hold whole lane groups");
 };
 
@@ -482,15 +482,16 @@ static fattn_status quantise(const fattn_params *p, const fp8_layout *l, uint8_t
     const int64_t k_ctas = slots * ((l->seqlen_kv + ROW_BLOCK - 1) / ROW_BLOCK),
                   q_ctas = (int64_t)p->batch * l->heads_q * l->q_blocks, v_ctas = slots * a.v_blocks,
                   qf_ctas = (q_ctas + PASS_THREADS(D) - 1) / PASS_THREADS(D);
-    if (q_ctas + k_ctas > INT_MAX || qf_ctas + k_ctas + v_ctas > INT_MAX)
+    const int64_t scan_ctas = q_ctas + k_ctas, quantise_ctas = qf_ctas + k_ctas + v_ctas;
+    const int64_t most = scan_ctas > quantise_ctas ? scan_ctas : quantise_ctas;
+    if (most > INT_MAX)
         return fattn_fail(FATTN_ERR_UNSUPPORTED, "FP8 quantisation pass: its %lld CTAs exceed a grid's 2^31-1",
-                          (long long)(q_ctas + k_ctas > qf_ctas + k_ctas + v_ctas ? q_ctas + k_ctas
-                                                                                  : qf_ctas + k_ctas + v_ctas));
+                          (long long)most);
     a.q_ctas = (int)q_ctas, a.k_ctas = (int)k_ctas, a.qf_ctas = (int)qf_ctas;
     cudaError_t e = cudaMemsetAsync(amax, 0, 2 * (size_t)slots * sizeof(unsigned), stream);
     if (e == cudaSuccess) {
-        fp8_scan_kernel<T, D, VEC><<<(unsigned)(q_ctas + k_ctas), PASS_THREADS(D), 0, stream>>>(a);
-        fp8_quantise_kernel<T, D, VEC><<<(unsigned)(qf_ctas + k_ctas + v_ctas), PASS_THREADS(D), 0, stream>>>(a);
+        fp8_scan_kernel<T, D, VEC><<<(unsigned)scan_ctas, PASS_THREADS(D), 0, stream>>>(a);
+        fp8_quantise_kernel<T, D, VEC><<<(unsigned)quantise_ctas, PASS_THREADS(D), 0, stream>>>(a);
         e = cudaGetLastError();
     }
     if (e != cudaSuccess) return fattn_fail(FATTN_ERR_CUDA, "FP8 quantisation pass failed: %s", cudaGetErrorString(e));
