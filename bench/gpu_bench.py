@@ -272,7 +272,13 @@ def fattn_impls(s, sets, args, row):
         add_note(row, f"fattn: {capi.status_name(status)}: {msg}")
         return {}
 
-    def fattn_fn(lib, params, ws_bytes):
+    def fattn_fn(lib, params):
+        # Each library sizes its own workspace: a variant build may need one where main needs none.
+        size = ctypes.c_size_t(0)
+        st = lib.fattn_cuda_workspace_size(ctypes.byref(params[0]), ctypes.byref(size))
+        if st != capi.OK:
+            raise capi.FattnError(st, capi.status_name(st), lib.fattn_last_error().decode())
+        ws_bytes = size.value
         ws = torch.empty(ws_bytes, dtype=torch.uint8, device="cuda") if ws_bytes else None
         ws_ptr = ws.data_ptr() if ws is not None else None
         pptrs = [ctypes.byref(p) for p in params]  # byref holds its parameter block alive
@@ -284,19 +290,17 @@ def fattn_impls(s, sets, args, row):
                 raise capi.FattnError(st, capi.status_name(st), lib.fattn_last_error().decode())
         return run
 
-    ws_bytes = capi.cuda_workspace_size(params[0])
-    impls = {"fattn": fattn_fn(capi.load_library(), params, ws_bytes)}
+    impls = {"fattn": fattn_fn(capi.load_library(), params)}
     for name, lib in args.variant_libs.items():
-        impls[name] = fattn_fn(lib, params, ws_bytes)
+        impls[name] = fattn_fn(lib, params)
     if args.fp8:
         # FP8 mode on the same tensors, quantisation pass included in its time.
         fp8_params = [fattn_params(s, *st, mode=capi.MODE_FP8) for st in sets]
         status, msg = capi.cuda_supported(fp8_params[0])
         if status == capi.OK:
-            fp8_ws = capi.cuda_workspace_size(fp8_params[0])
-            impls["fp8"] = fattn_fn(capi.load_library(), fp8_params, fp8_ws)
+            impls["fp8"] = fattn_fn(capi.load_library(), fp8_params)
             for name, lib in args.variant_libs.items():  # a variant's FP8 mode: NAME_fp8
-                impls[f"{name}_fp8"] = fattn_fn(lib, fp8_params, fp8_ws)
+                impls[f"{name}_fp8"] = fattn_fn(lib, fp8_params)
         else:
             add_note(row, f"fp8: {capi.status_name(status)}: {msg}")
     return impls

@@ -46,6 +46,12 @@ typedef struct hopper_args {
 /* The most CTAs a split call may have, and the tallest tile: the workspace is sized for two pieces
  * a CTA before the device and the tile are known. */
 #define HOPPER_SPLIT_MAX_CTAS 160
+/* A split costs about the same whatever it saves (the pieces' second prologue and epilogue, the
+ * merge's launch): it is taken where the last round loses at least this many multiply-adds a CTA
+ * (rows x keys x columns; v17 in docs/perf-notes.md measured the threshold). */
+#ifndef HOPPER_SPLIT_MIN_SAVED
+#define HOPPER_SPLIT_MIN_SAVED (40ll << 20)
+#endif
 #define HOPPER_SPLIT_MAX_ROWS 192
 
 /* A kernel's element kind (its template parameter K): what its Q, K and V tiles hold, which wgmma

@@ -457,9 +457,11 @@ static void plan_split(const fattn_params *p, hopper_args *a, int grid, int bn, 
     a->piece_cols = 0;
     a->piece_o = a->piece_lse = NULL;
     const int64_t units = (int64_t)left * n_total;
+    /* the key blocks the split takes off the last round, as multiply-adds of one CTA */
+    const int64_t saved = (n_total - (units + grid - 1) / grid) * (int64_t)a->tile_rows * bn * kernel_cols(p);
     if (!HOPPER_SPLIT_TAIL || p->causal || p->mode == FATTN_MODE_FP8 || whole == 0 || left == 0 ||
         grid > HOPPER_SPLIT_MAX_CTAS || a->tile_rows > HOPPER_SPLIT_MAX_ROWS || units < 2 * (int64_t)grid ||
-        units > 0x7fffffff)
+        units > 0x7fffffff || saved < HOPPER_SPLIT_MIN_SAVED)
         return;
     a->split_from = whole;
     a->split_units = (int)units;
