@@ -17,6 +17,8 @@
 #   RACECHECK_ARGS="--filter bf16"  racecheck is ~30x slower than the other tools: bf16 cases only
 #                             by default (the fp16/fp32 kernels share its shared-memory code)
 #   SAN_ARGS="--filter f32"   arguments of test_gpu_forward under the other three tools
+#   SAN_SMALL=""              the sanitizers' case set: --small by default, "" for the full one
+#   SAN_LIB=build-var-NAME/src   the sanitizers run against that variant's libfattn instead of main's
 #   BENCH_ARGS="--only seed"  extra arguments of bench/gpu_bench.py
 #   BENCH_PATHS="portable auto"
 #   TEST_TIMEOUT=300 SAN_TIMEOUT=150   seconds per test run / per sanitizer tool (rc 124 = cut off)
@@ -26,6 +28,7 @@
 #                             timed beside fattn in the same benchmark (gpu_bench.py --variant)
 #   TEST_VARIANTS="noturn"    also run test_gpu_forward (TEST_ARGS, Hopper path) against these variants'
 #                             libraries (LD_LIBRARY_PATH before the test's RUNPATH), once they are built
+#   TEST_VARIANT_ARGS=""      the variants' test arguments instead of TEST_ARGS ("" = the full run)
 #   AB_ARGS="--fp8 --only seed"  run bench/ab.py (paired, call-by-call comparison of fattn against the
 #                             variants and base) with these arguments after the benchmark
 #   BASE=.base                another source tree (e.g. `git archive <commit> | tar -x -C .base`, carried),
@@ -103,12 +106,17 @@ if [ -z "${SKIP_TESTS:-}" ]; then
 fi
 
 if [ -z "${SKIP_SANITIZER:-}" ]; then
+  if [ -n "${SAN_LIB:-}" ]; then
+    wait # the variant builds
+    [ -f "$ROOT/$SAN_LIB/libfattn.so" ] || note "SAN_LIB $SAN_LIB: no libfattn.so there (BUILD FAILED?)"
+  fi
   for path in ${SAN_PATHS:-portable}; do
     for tool in ${SAN_TOOLS:-memcheck racecheck initcheck synccheck}; do
       extra=${SAN_ARGS:-}
       [ "$tool" = racecheck ] && extra=${RACECHECK_ARGS---filter bf16}
-      timeout "${SAN_TIMEOUT:-150}" env "$(path_env "$path")" compute-sanitizer --tool "$tool" --error-exitcode 9 \
-        "$BUILD/tests/gpu/test_gpu_forward" --small $extra >"$LOG/san-$tool-$path.log" 2>&1
+      timeout "${SAN_TIMEOUT:-150}" env "$(path_env "$path")" ${SAN_LIB:+LD_LIBRARY_PATH=$ROOT/$SAN_LIB} \
+        compute-sanitizer --tool "$tool" --error-exitcode 9 \
+        "$BUILD/tests/gpu/test_gpu_forward" ${SAN_SMALL---small} $extra >"$LOG/san-$tool-$path.log" 2>&1
       rc=$?
       note "compute-sanitizer $tool [$path]: rc=$rc; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$LOG/san-$tool-$path.log" | tail -1) ($(elapsed)s)"
     done
@@ -134,7 +142,7 @@ for name in ${TEST_VARIANTS:-}; do
   lib=$ROOT/build-var-$name/src
   resolved=$(LD_LIBRARY_PATH=$lib ldd "$BUILD/tests/gpu/test_gpu_forward" | awk '/libfattn/ {print $3}')
   timeout "${TEST_TIMEOUT:-300}" env LD_LIBRARY_PATH="$lib" FATTN_FORCE_PORTABLE=0 "$BUILD/tests/gpu/test_gpu_forward" \
-    ${TEST_ARGS:-} >"$LOG/test-variant-$name.log" 2>&1
+    ${TEST_VARIANT_ARGS-${TEST_ARGS:-}} >"$LOG/test-variant-$name.log" 2>&1
   note "tests [variant $name, $resolved]: rc=$?; $(grep '^summary' "$LOG/test-variant-$name.log" || echo 'no summary (crashed?)') ($(elapsed)s)"
   grep -E '^FAIL' "$LOG/test-variant-$name.log" | head -15 | tee -a "$SUMMARY"
 done

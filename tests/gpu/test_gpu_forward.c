@@ -4,7 +4,7 @@
  * outputs poisoned with NaN before each call and checked fully written, repeated runs compared
  * bit for bit. Exit 0 = all passed, 1 = a failure, 77 = no GPU (CTest reports it as skipped).
  *
- *   test_gpu_forward [--small] [--seed N] [--filter SUBSTRING]
+ *   test_gpu_forward [--small] [--seed N] [--filter SUBSTRING[,SUBSTRING...]]
  *
  * --small runs only small shapes, for compute-sanitizer. FATTN_FORCE_PORTABLE=1 in the
  * environment sends Hopper work to the portable kernel, so one card tests both paths.
@@ -564,6 +564,23 @@ static void run_refusals(void)
 
 #define MAX_CASES 512
 
+/* --filter's alternatives: a case runs when its name holds any of the comma-separated parts. */
+static int name_matches(const char *name, const char *filter)
+{
+    char part[64];
+    for (const char *at = filter; *at;) {
+        const size_t len = strcspn(at, ",");
+        if (len > 0 && len < sizeof part) {
+            memcpy(part, at, len);
+            part[len] = '\0';
+            if (strstr(name, part))
+                return 1;
+        }
+        at += len + (at[len] == ',');
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int small = 0;
@@ -577,7 +594,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--filter") && i + 1 < argc)
             filter = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--small] [--seed N] [--filter SUBSTRING]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--small] [--seed N] [--filter SUBSTRING[,SUBSTRING...]]\n", argv[0]);
             return 2;
         }
     }
@@ -690,10 +707,19 @@ int main(int argc, char **argv)
     }
     if (!small) {
         /* Tile counts past a round of 132 CTAs with a remainder, every row checked: on an H200 a
-         * build with HOPPER_SPLIT_TAIL (config.cuh) splits their last round along the keys into runs
-         * of 2-3 key blocks, the last one masked (d128: O in its own tiles; d256: O staged in Q's). */
+         * build with HOPPER_SPLIT_TAIL=1 and HOPPER_SPLIT_MIN_SAVED=0 (config.cuh) splits their
+         * last round along the keys into runs of 2-3 key blocks, the last one masked (d128: O in
+         * its own tiles; d256: O staged in Q's). The FP8 ones (192- and 128-row tiles) check that
+         * FP8 mode, which never splits, is untouched by a split build. */
         ADD_CASE(make(2, 1000, 300, 24, 6, 128, FATTN_DTYPE_BF16, 0, L_BHSD, 1));
         ADD_CASE(make(1, 600, 300, 40, 8, 256, FATTN_DTYPE_F16, 0, L_BSHD, 1));
+        gcase f8[] = {make(2, 1000, 1500, 24, 6, 128, FATTN_DTYPE_BF16, 0, L_BHSD, 1),
+                      make(1, 600, 1500, 40, 8, 256, FATTN_DTYPE_F16, 0, L_BSHD, 1)};
+        for (size_t i = 0; i < sizeof f8 / sizeof f8[0]; i++) {
+            f8[i].mode = FATTN_MODE_FP8;
+            strncat(f8[i].name, " fp8", sizeof f8[i].name - strlen(f8[i].name) - 1);
+            ADD_CASE(f8[i]);
+        }
         /* Large shapes: float64 reference on a subset of rows (first, last, random). */
         gcase big[] = {
             make(1, 15708, 15708, 32, 32, 128, FATTN_DTYPE_BF16, 0, L_BSHD, 1),
@@ -717,7 +743,7 @@ int main(int argc, char **argv)
         }
     }
     for (int i = 0; i < n; i++) {
-        if (filter && !strstr(cases[i].name, filter))
+        if (filter && !name_matches(cases[i].name, filter))
             continue;
         run_case(&cases[i], seed + (uint64_t)i * 0x9E3779B97F4A7C15ull);
         fflush(stdout);

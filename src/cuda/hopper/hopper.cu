@@ -447,7 +447,8 @@ extern "C" size_t fattn_hopper_workspace_size(const fattn_params *p)
  * count that is not a multiple of the grid, after at least one whole round) and where the split
  * tiles' key blocks give every CTA at least two. Never in FP8 mode: its definition rounds P against
  * the running maxima of the key blocks from key 0 (docs/architecture.md), which a piece starting
- * further on does not have. */
+ * further on does not have (v17 in docs/perf-notes.md: an integer max that would make the rounding
+ * piece-invariant gave up the exact P of a row's largest score). */
 static void plan_split(const fattn_params *p, hopper_args *a, int grid, int bn, uint8_t *ws, size_t pieces)
 {
     const int whole = a->tiles / grid * grid, left = a->tiles - whole, n_total = (a->seqlen_kv + bn - 1) / bn;

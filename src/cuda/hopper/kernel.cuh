@@ -127,20 +127,23 @@ static __device__ __forceinline__ int q_slot(int k, int wg)
 }
 
 /* The last visible key of the thread's two rows; returns the first key block with a column past
- * the warpgroup's earliest last visible key (from there on, scores are masked). */
+ * the warpgroup's earliest last visible key (from there on, scores are masked). Both count from
+ * the tile's first block t->j0 (a piece of a split tile starts further on), so the key-block loop
+ * holds no j0 of its own. */
 template <int BN, bool CAUSAL>
 static __device__ __forceinline__ int tile_limits(const hopper_args *a, const hopper_tile *t, int wg, int tid,
                                                   int *last)
 {
-    const int shift = a->seqlen_kv - a->seqlen_q;
+    const int shift = a->seqlen_kv - a->seqlen_q, key0 = t->j0 * BN;
     const int row0 = t->m0 + wg * HOPPER_WG_ROWS + 16 * (tid / 32) + (tid % 32) / 4;
 #pragma unroll
     for (int h = 0; h < 2; ++h)
-        last[h] = CAUSAL ? min(a->seqlen_kv - 1, row0 + 8 * h + shift) : a->seqlen_kv - 1;
-    return CAUSAL ? min(a->seqlen_kv, max(0, t->m0 + wg * HOPPER_WG_ROWS + shift + 1)) / BN : a->seqlen_kv / BN;
+        last[h] = (CAUSAL ? min(a->seqlen_kv - 1, row0 + 8 * h + shift) : a->seqlen_kv - 1) - key0;
+    return (CAUSAL ? min(a->seqlen_kv, max(0, t->m0 + wg * HOPPER_WG_ROWS + shift + 1)) / BN : a->seqlen_kv / BN) -
+           t->j0;
 }
 
-/* Once S_j = Q K_j^T (the j-th of tile t's key blocks, key block t->j0 + j, stage-ring position it)
+/* Once S_j = Q K_j^T (the j-th of tile t's key blocks, counted from t->j0, stage-ring position it)
  * has completed: K_j's stage goes back to the producer (and Q after the tile's last Q K^T, when O
  * has its own tile), then S_j is masked and folded into the running softmax. */
 template <int K, int D, int NWG, int BN, int STAGES>
@@ -148,11 +151,11 @@ static __device__ __forceinline__ void scores_done(const hopper_smem *c, const h
                                                    int slot, int first_masked, const int *last, float *s, float *m,
                                                    float *l, float *alpha, const float *f)
 {
-    const int lane = tid % 32, jb = t->j0 + j;
+    const int lane = tid % 32;
     fence_accum<BN / 2>(s);
     if (lane == 0) mbar_arrive(c->k_empty + 8 * (it % STAGES));
     if (HOPPER_O_SEPARATE(D, K, NWG) && j == t->n_blocks - 1 && lane == 0) mbar_arrive(c->q_empty + 8 * slot);
-    if (jb >= first_masked) mask_scores<BN>(s, jb * BN + 2 * (lane % 4), last);
+    if (j >= first_masked) mask_scores<BN>(s, j * BN + 2 * (lane % 4), last);
     online_softmax<BN, HK_FP8(K), !HOPPER_L_MMA(K)>(s, m, l, alpha, f[0]);
 }
 

@@ -29,35 +29,36 @@ typedef struct hopper_tile {
 } hopper_tile;
 
 /* HOPPER_SPLIT_TAIL: the key blocks of the split tiles, numbered tile by tile, are dealt to the
- * CTAs in equal runs; CTA c's run is [lo, hi). The run is shorter than a tile (fewer split tiles
- * than CTAs), so it covers at most two pieces: from lo to the end of lo's tile (slot 2c), and the
- * rest (slot 2c + 1). */
-static __host__ __device__ __forceinline__ void split_run(const hopper_args *a, int c, int64_t *lo, int64_t *hi)
+ * CTAs in runs that differ by at most one block (the first split_units % ctas CTAs take one more);
+ * CTA c's run is [lo, hi). The run is shorter than a tile (fewer split tiles than CTAs), so it
+ * covers at most two pieces: from lo to the end of lo's tile (slot 2c), and the rest (slot
+ * 2c + 1). 32-bit arithmetic throughout: a 64-bit division is a call in device code, whose saved
+ * registers spilled the d256 kernels' accumulators. */
+static __host__ __device__ __forceinline__ void split_run(const hopper_args *a, int c, int *lo, int *hi)
 {
-    *lo = (int64_t)c * a->split_units / a->ctas;
-    *hi = (int64_t)(c + 1) * a->split_units / a->ctas;
+    const int q = a->split_units / a->ctas, r = a->split_units % a->ctas;
+    *lo = c * q + min(c, r);
+    *hi = *lo + q + (c < r);
 }
 
 /* Piece k (0 or 1) of CTA c's run, as key blocks [b0, b1) of that numbering; 0 when it has none. */
-static __host__ __device__ __forceinline__ int split_piece(const hopper_args *a, int c, int k, int n, int64_t *b0,
-                                                           int64_t *b1)
+static __host__ __device__ __forceinline__ int split_piece(const hopper_args *a, int c, int k, int n, int *b0, int *b1)
 {
-    int64_t lo, hi;
+    int lo, hi;
     split_run(a, c, &lo, &hi);
-    const int64_t cut = (lo / n + 1) * n; /* the end of the tile lo falls in */
+    const int cut = (lo / n + 1) * n; /* the end of the tile lo falls in */
     *b0 = k == 0 ? lo : cut;
-    *b1 = k == 0 ? (hi < cut ? hi : cut) : hi;
+    *b1 = k == 0 ? min(hi, cut) : hi;
     return k <= 1 && *b0 < *b1;
 }
 
-/* The pieces of split tile st lie in the runs of CTAs [c0, c1): from a run that starts at or
- * before the tile's first key block to the last that starts inside it; piece_in says which of a
- * CTA's two pieces do. */
+/* The pieces of split tile st lie in the runs of CTAs [c0, c1): from the run holding the tile's
+ * first key block to the last that starts inside it; piece_in says which of a CTA's two pieces
+ * do. */
 static __host__ __device__ __forceinline__ void runs_into(const hopper_args *a, int st, int n_total, int *c0, int *c1)
 {
-    const int64_t end = ((int64_t)st + 1) * n_total;
-    int64_t lo, hi;
-    int c = (int)((int64_t)st * n_total * a->ctas / a->split_units);
+    const int q = a->split_units / a->ctas, r = a->split_units % a->ctas, b = st * n_total, end = b + n_total;
+    int c = b < r * (q + 1) ? b / (q + 1) : r + (b - r * (q + 1)) / q, lo, hi;
     *c0 = c;
     for (split_run(a, c, &lo, &hi); lo < end && ++c < a->ctas;) split_run(a, c, &lo, &hi);
     *c1 = c;
@@ -65,7 +66,7 @@ static __host__ __device__ __forceinline__ void runs_into(const hopper_args *a, 
 
 static __host__ __device__ __forceinline__ bool piece_in(const hopper_args *a, int c, int k, int st, int n_total)
 {
-    int64_t b0, b1;
+    int b0, b1;
     return split_piece(a, c, k, n_total, &b0, &b1) && b0 / n_total == st;
 }
 
@@ -79,11 +80,11 @@ static __host__ __device__ __forceinline__ int tile_of_number(const hopper_args 
     if constexpr (HOPPER_SPLIT_TAIL && !CAUSAL) {
         if (number >= a->split_from) {
             const int q = number - a->split_from, c = q % a->ctas, k = q / a->ctas, n = (a->seqlen_kv + BN - 1) / BN;
-            int64_t b0, b1;
+            int b0, b1;
             if (!split_piece(a, c, k, n, &b0, &b1)) return 0;
-            number = a->split_from + (int)(b0 / n);
-            j0 = (int)(b0 % n);
-            n_piece = (int)(b1 - b0);
+            number = a->split_from + b0 / n;
+            j0 = b0 % n;
+            n_piece = b1 - b0;
             piece = 2 * c + k;
         }
     }
