@@ -274,11 +274,7 @@ def fattn_impls(s, sets, args, row):
 
     def fattn_fn(lib, params):
         # Each library sizes its own workspace: a variant build may need one where main needs none.
-        size = ctypes.c_size_t(0)
-        st = lib.fattn_cuda_workspace_size(ctypes.byref(params[0]), ctypes.byref(size))
-        if st != capi.OK:
-            raise capi.FattnError(st, capi.status_name(st), lib.fattn_last_error().decode())
-        ws_bytes = size.value
+        ws_bytes = capi.cuda_workspace_size(params[0], lib)
         ws = torch.empty(ws_bytes, dtype=torch.uint8, device="cuda") if ws_bytes else None
         ws_ptr = ws.data_ptr() if ws is not None else None
         pptrs = [ctypes.byref(p) for p in params]  # byref holds its parameter block alive

@@ -201,9 +201,13 @@ def cuda_supported(params):
     return status, ("" if status == OK else last_error())
 
 
-def cuda_workspace_size(params):
+def cuda_workspace_size(params, lib=None):
+    """The workspace bytes, as `lib` (default: the loaded libfattn) sizes them; its own message on failure."""
+    lib = lib or load_library()
     size = ctypes.c_size_t(0)
-    _check(load_library().fattn_cuda_workspace_size(ctypes.byref(params), ctypes.byref(size)))
+    status = lib.fattn_cuda_workspace_size(ctypes.byref(params), ctypes.byref(size))
+    if status != OK:
+        raise FattnError(status, status_name(status), lib.fattn_last_error().decode())
     return size.value
 
 

@@ -564,6 +564,14 @@ static void run_refusals(void)
 
 #define MAX_CASES 512
 
+/* The case in FP8 mode, named so. */
+static gcase as_fp8(gcase c)
+{
+    c.mode = FATTN_MODE_FP8;
+    strncat(c.name, " fp8", sizeof c.name - strlen(c.name) - 1);
+    return c;
+}
+
 /* --filter's alternatives: a case runs when its name holds any of the comma-separated parts. */
 static int name_matches(const char *name, const char *filter)
 {
@@ -679,11 +687,8 @@ int main(int argc, char **argv)
                          make(1, 300, 77, 8, 1, D, dts[ti], 1, L_BSHD, 1),
                          make(2, 129, 65, 8, 1, D, dts[ti], 0, L_BHSD, 0),
                          make(4, 700, 100, 16, 4, D, dts[ti], 1, L_BHSD, 1)};
-            for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
-                f[i].mode = FATTN_MODE_FP8;
-                strncat(f[i].name, " fp8", sizeof f[i].name - strlen(f[i].name) - 1);
-                ADD_CASE(f[i]);
-            }
+            for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+                ADD_CASE(as_fp8(f[i]));
         }
     /* fp32 inputs 4 bytes off 16-byte alignment: the tf32 staging pass reads them element by
      * element (its 16-byte loads need aligned rows); TMA never reads them. */
@@ -715,11 +720,8 @@ int main(int argc, char **argv)
         ADD_CASE(make(1, 600, 300, 40, 8, 256, FATTN_DTYPE_F16, 0, L_BSHD, 1));
         gcase f8[] = {make(2, 1000, 1500, 24, 6, 128, FATTN_DTYPE_BF16, 0, L_BHSD, 1),
                       make(1, 600, 1500, 40, 8, 256, FATTN_DTYPE_F16, 0, L_BSHD, 1)};
-        for (size_t i = 0; i < sizeof f8 / sizeof f8[0]; i++) {
-            f8[i].mode = FATTN_MODE_FP8;
-            strncat(f8[i].name, " fp8", sizeof f8[i].name - strlen(f8[i].name) - 1);
-            ADD_CASE(f8[i]);
-        }
+        for (size_t i = 0; i < sizeof f8 / sizeof f8[0]; i++)
+            ADD_CASE(as_fp8(f8[i]));
         /* Large shapes: float64 reference on a subset of rows (first, last, random). */
         gcase big[] = {
             make(1, 15708, 15708, 32, 32, 128, FATTN_DTYPE_BF16, 0, L_BSHD, 1),

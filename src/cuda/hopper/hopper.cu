@@ -431,9 +431,19 @@ static size_t pieces_offset(const fattn_params *p, int64_t copy_bytes)
     return counter_offset(copy_bytes) + (p->causal ? 256 : 0);
 }
 
+/* Whether a call of these parameters may split its tail at all (plan_split's rule, without the
+ * shape-dependent part). Never in FP8 mode: its definition rounds P against the running maxima of
+ * the key blocks from key 0 (docs/architecture.md), which a piece starting further on does not
+ * have (v17 in docs/perf-notes.md: an integer max that would make the rounding piece-invariant
+ * gave up the exact P of a row's largest score). */
+static bool may_split(const fattn_params *p)
+{
+    return HOPPER_SPLIT_TAIL && !p->causal && p->mode != FATTN_MODE_FP8 && native_config(p) != NULL;
+}
+
 static size_t pieces_bytes(const fattn_params *p)
 {
-    if (!HOPPER_SPLIT_TAIL || p->causal || p->mode == FATTN_MODE_FP8 || native_config(p) == NULL) return 0;
+    if (!may_split(p)) return 0;
     return (size_t)2 * HOPPER_SPLIT_MAX_CTAS * HOPPER_SPLIT_MAX_ROWS * (kernel_cols(p) + 1) * sizeof(float);
 }
 
@@ -445,10 +455,7 @@ extern "C" size_t fattn_hopper_workspace_size(const fattn_params *p)
 
 /* HOPPER_SPLIT_TAIL: splits the last round of a non-causal call's tiles where it has one (a tile
  * count that is not a multiple of the grid, after at least one whole round) and where the split
- * tiles' key blocks give every CTA at least two. Never in FP8 mode: its definition rounds P against
- * the running maxima of the key blocks from key 0 (docs/architecture.md), which a piece starting
- * further on does not have (v17 in docs/perf-notes.md: an integer max that would make the rounding
- * piece-invariant gave up the exact P of a row's largest score). */
+ * tiles' key blocks give every CTA at least two (may_split says for which calls at all). */
 static void plan_split(const fattn_params *p, hopper_args *a, int grid, int bn, uint8_t *ws, size_t pieces)
 {
     const int whole = a->tiles / grid * grid, left = a->tiles - whole, n_total = (a->seqlen_kv + bn - 1) / bn;
@@ -460,7 +467,7 @@ static void plan_split(const fattn_params *p, hopper_args *a, int grid, int bn, 
     const int64_t units = (int64_t)left * n_total;
     /* the key blocks the split takes off the last round, as multiply-adds of one CTA */
     const int64_t saved = (n_total - (units + grid - 1) / grid) * (int64_t)a->tile_rows * bn * kernel_cols(p);
-    if (!HOPPER_SPLIT_TAIL || p->causal || p->mode == FATTN_MODE_FP8 || whole == 0 || left == 0 ||
+    if (!may_split(p) || whole == 0 || left == 0 ||
         grid > HOPPER_SPLIT_MAX_CTAS || a->tile_rows > HOPPER_SPLIT_MAX_ROWS || units < 2 * (int64_t)grid ||
         units > 0x7fffffff || saved < HOPPER_SPLIT_MIN_SAVED)
         return;
